@@ -1,0 +1,3 @@
+from rectifiers.cli import main
+
+raise SystemExit(main())

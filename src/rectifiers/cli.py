@@ -1,0 +1,48 @@
+"""Command line: ``rectifiers <command> [options]``.
+
+Each command lives in the module that owns its work; this file only dispatches, importing
+the command's module lazily so ``rectifiers --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> (module with ``main(argv) -> int``, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rectifiers.train.cli", "train a model (the paper's recipe; resumable; DDP via torchrun)"),
+    "eval": ("rectifiers.eval.cli", "evaluate checkpoints: centre, 10-view, dense multi-scale, ensembles"),
+    "export": ("rectifiers.export", "export a checkpoint to ONNX / torch.export and check it"),
+    "reproduce": ("rectifiers.experiments.reproduce", "reproduce the paper's findings; writes a report"),
+    "bench": ("rectifiers.experiments.bench", "activation x init x depth grid on Fashion-MNIST"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: rectifiers <command> [options]", "", "commands:"]
+    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'rectifiers <command> --help' for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from rectifiers import __version__
+
+        print(__version__)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"rectifiers: unknown command '{name}'. Known: {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
