@@ -1,0 +1,1 @@
+"""Experiments: ``rectifiers reproduce`` (the paper's findings), ``rectifiers bench`` (zoo grid)."""
