@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rectifiers.eval.dense import dense_scores, naive_window_scores, score_windows
+
+
+def test_dense_equals_naive_per_view_on_a_padding_free_trunk(valid_net):
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 30, 37, dtype=torch.float64)
+    scales = (30, 34)
+    dense = dense_scores(valid_net, x, scales, flip=True, window_batch=7)
+    naive = naive_window_scores(valid_net, x, scales, crop=valid_net.crop,
+                                stride=valid_net.stride, flip=True, batch=5)
+    assert dense.shape == (2, 7)
+    torch.testing.assert_close(dense.sum(1), torch.ones(2, dtype=torch.float64))
+    torch.testing.assert_close(dense, naive, rtol=0, atol=1e-12)
+    # and the views really differ: averaging them is not trivially one number
+    single = dense_scores(valid_net, x, (30,), flip=False)
+    assert (single - dense).abs().max() > 1e-4
+
+
+def test_dense_window_average_matches_explicit_loop(valid_net):
+    torch.manual_seed(2)
+    fmap = torch.randn(3, 16, 6, 7, dtype=torch.float64)
+    got = score_windows(valid_net.head, fmap, 3, window_batch=4)
+    ref = torch.stack([
+        valid_net.head(fmap[:, :, i:i + 3, j:j + 3]).softmax(-1)
+        for i in range(4) for j in range(5)
+    ]).mean(0)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+
+
+def test_dense_uses_whole_map_when_smaller_than_window(valid_net):
+    fmap = torch.randn(1, 16, 2, 5, dtype=torch.float64)
+    got = score_windows(valid_net.head, fmap, 3)
+    ref = torch.stack([valid_net.head(fmap[:, :, :, j:j + 3]).softmax(-1) for j in range(3)])
+    torch.testing.assert_close(got, ref.mean(0))
+
+
+def test_dense_runs_the_trunk_once_per_scale(valid_net):
+    calls = []
+    valid_net.trunk.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    x = torch.randn(4, 3, 30, 30, dtype=torch.float64)
+    dense_scores(valid_net, x, (30, 40, 48), flip=True, window_batch=3)
+    # image and its flip go through the trunk together: one call per scale, batch 2B
+    assert [c[0] for c in calls] == [8, 8, 8]
+    assert [c[-1] for c in calls] == [30, 40, 48]
+
+
+def test_flip_is_scored_on_the_flipped_image(valid_net):
+    x = torch.randn(1, 3, 26, 26, dtype=torch.float64)
+    both = dense_scores(valid_net, x, (26,), flip=True)
+    plain = dense_scores(valid_net, x, (26,), flip=False)
+    mirrored = dense_scores(valid_net, x.flip(-1), (26,), flip=False)
+    torch.testing.assert_close(both, (plain + mirrored) / 2)
+
+
+def test_dense_needs_an_spp_model():
+    with pytest.raises(TypeError, match="features"):
+        dense_scores(torch.nn.Linear(3, 3), torch.zeros(1, 3, 8, 8), (8,))
