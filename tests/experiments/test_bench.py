@@ -1,0 +1,249 @@
+"""`rectifiers bench`: resume without recomputation, crash-safe CSV, statistics, disagreement."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from rectifiers.experiments import bench
+from rectifiers.experiments.bench import (
+    CSV_FIELDS,
+    BenchSettings,
+    Grid,
+    RunOutcome,
+    RunSpec,
+    append_row,
+    prediction_disagreement,
+    read_rows,
+    run_grid,
+    summarize_rows,
+)
+
+# t quantile for df = 2 in closed form: F(t) = 1/2 + t / (2 sqrt(t^2 + 2)) => t^2 = 2c^2/(1-c^2)
+T975_DF2 = math.sqrt(2 * 0.95**2 / (1 - 0.95**2))
+
+
+def _grid(**kw) -> Grid:
+    base = dict(acts=("relu", "prelu"), inits=("he",), depths=(2, 4), widths=(8,), seeds=3,
+                epochs=1, subset=64)
+    base.update(kw)
+    return Grid(**base)
+
+
+class FakeRunner:
+    """Deterministic stand-in for a training run; counts calls per key."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.fail_on = fail_on
+
+    def __call__(self, spec: RunSpec, settings: BenchSettings) -> RunOutcome:
+        if self.fail_on is not None and len(self.calls) == self.fail_on:
+            raise KeyboardInterrupt  # a run killed half-way: nothing may be recorded for it
+        self.calls.append(spec.key)
+        rng = np.random.default_rng([spec.seed, spec.depth, len(spec.act)])
+        acc = 0.5 + 0.01 * spec.depth + 0.001 * spec.seed + (0.02 if spec.act == "prelu" else 0)
+        return RunOutcome(test_acc=acc, train_loss=1.0 - acc, epochs_done=spec.epochs,
+                          wall_s=0.01, diverged=False, dead_rate=0.1,
+                          predictions=rng.integers(0, 10, size=50))
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    runner = FakeRunner()
+    monkeypatch.setattr(bench, "run_cell", runner)
+    return runner
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def test_resume_never_recomputes_finished_runs(tmp_path, fake):
+    grid = _grid()
+    n = len(grid.specs())
+    assert n == 2 * 2 * 3
+    run_grid(grid, BenchSettings(), tmp_path, max_runs=5, log=_quiet)
+    assert len(fake.calls) == 5
+    rows = run_grid(grid, BenchSettings(), tmp_path, log=_quiet)
+    assert len(fake.calls) == n  # only the 7 missing ones were run the second time
+    assert len(set(fake.calls)) == n  # and none twice
+    assert len(rows) == n and len(read_rows(tmp_path / "runs.csv")) == n
+    run_grid(grid, BenchSettings(), tmp_path, log=_quiet)
+    assert len(fake.calls) == n  # nothing left to do
+    # a bigger grid (one more seed) runs only the new seed
+    run_grid(_grid(seeds=4), BenchSettings(), tmp_path, log=_quiet)
+    assert len(fake.calls) == n + 4
+    assert all(k[4] == 3 for k in fake.calls[n:])
+
+
+def test_grid_is_seed_major_so_a_partial_grid_covers_every_cell(tmp_path, fake):
+    run_grid(_grid(), BenchSettings(), tmp_path, max_runs=4, log=_quiet)
+    cells = {(k[0], k[2]) for k in fake.calls}
+    assert cells == {("relu", 2), ("prelu", 2), ("relu", 4), ("prelu", 4)}
+    assert {k[4] for k in fake.calls} == {0}
+
+
+def test_interrupted_run_leaves_no_row_and_is_redone(tmp_path, monkeypatch):
+    crashing = FakeRunner(fail_on=3)
+    monkeypatch.setattr(bench, "run_cell", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(_grid(), BenchSettings(), tmp_path, log=_quiet)
+    assert len(read_rows(tmp_path / "runs.csv")) == 3
+    again = FakeRunner()
+    monkeypatch.setattr(bench, "run_cell", again)
+    run_grid(_grid(), BenchSettings(), tmp_path, log=_quiet)
+    assert len(again.calls) == len(_grid().specs()) - 3
+    assert set(again.calls).isdisjoint(crashing.calls)
+
+
+def test_half_written_last_line_is_ignored_and_cut_before_appending(tmp_path, fake):
+    grid = _grid()
+    run_grid(grid, BenchSettings(), tmp_path, max_runs=2, log=_quiet)
+    path = tmp_path / "runs.csv"
+    # a crash in the middle of writing the third row: no newline at the end
+    with open(path, "a") as f:
+        f.write("relu,he,4,8,0,1,64,0.54")
+    with pytest.warns(UserWarning, match="half-written"):
+        rows = read_rows(path)
+    assert len(rows) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_grid(grid, BenchSettings(), tmp_path, log=_quiet)
+    text = path.read_text()
+    assert "0.54\n" not in text and text.endswith("\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the repaired file reads back without any warning
+        rows = read_rows(path)
+    assert len(rows) == len(grid.specs())
+    assert len({tuple(r[k] for k in bench.KEY_FIELDS) for r in rows}) == len(rows)
+
+
+def test_malformed_row_in_the_middle_is_skipped_with_warning(tmp_path):
+    path = tmp_path / "runs.csv"
+    good = {**dict(zip(bench.KEY_FIELDS, ("relu", "he", 2, 8, 0, 1, 64), strict=True)),
+            "test_acc": 0.5, "test_err": 0.5, "train_loss": float("nan"), "epochs_done": 1,
+            "wall_s": 1.0, "diverged": True, "dead_rate": 0.2, "preds": "preds/x.npy",
+            "device": "cpu", "finished": "t"}
+    append_row(path, good)
+    with open(path, "a") as f:
+        f.write("relu,he,oops\n")
+    append_row(path, {**good, "seed": 1})
+    with pytest.warns(UserWarning, match="malformed"):
+        rows = read_rows(path)
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert rows[0]["diverged"] is True and math.isnan(rows[0]["train_loss"])
+    assert rows[0]["test_acc"] == 0.5 and rows[0]["depth"] == 2
+
+
+def test_foreign_header_is_an_error(tmp_path):
+    path = tmp_path / "runs.csv"
+    path.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="header"):
+        read_rows(path)
+
+
+def test_resume_with_another_recipe_is_refused(tmp_path, fake):
+    run_grid(_grid(), BenchSettings(lr=0.02), tmp_path, max_runs=1, log=_quiet)
+    with pytest.raises(ValueError, match="lr: stored 0.02, now 0.1"):
+        run_grid(_grid(), BenchSettings(lr=0.1), tmp_path, log=_quiet)
+    # the device is not part of the recipe: a CPU grid may be finished on a GPU
+    run_grid(_grid(), BenchSettings(lr=0.02, device="cuda"), tmp_path, max_runs=1, log=_quiet)
+
+
+def test_predictions_are_stored_per_run(tmp_path, fake):
+    rows = run_grid(_grid(seeds=1), BenchSettings(), tmp_path, log=_quiet)
+    for r in rows:
+        p = np.load(tmp_path / r["preds"], allow_pickle=False)
+        assert p.shape == (50,)
+
+
+def test_disagreement_on_hand_made_predictions():
+    a = np.array([0, 1, 2, 3])
+    b = np.array([0, 1, 2, 0])  # differs from a at 1 of 4
+    c = np.array([1, 1, 2, 0])  # differs from a at 2, from b at 1
+    assert prediction_disagreement([a, b]) == 0.25
+    assert math.isclose(prediction_disagreement([a, b, c]), (0.25 + 0.5 + 0.25) / 3)
+    assert prediction_disagreement([a, a, a]) == 0.0
+    assert math.isnan(prediction_disagreement([a]))
+    with pytest.raises(ValueError, match="length"):
+        prediction_disagreement([a, a[:3]])
+
+
+def _row(act, seed, acc, depth=2):
+    return {"act": act, "init": "he", "depth": depth, "width": 8, "seed": seed, "epochs": 1,
+            "subset": 64, "test_acc": acc, "test_err": 1 - acc, "train_loss": 0.5,
+            "epochs_done": 1, "wall_s": 2.0, "diverged": False, "dead_rate": 0.1,
+            "preds": "", "device": "cpu", "finished": ""}
+
+
+def test_statistics_match_a_hand_computed_example():
+    prelu = [0.80, 0.82, 0.84]
+    relu = [0.78, 0.81, 0.81]  # relu - prelu per seed: -0.02, -0.01, -0.03
+    rows = [_row("prelu", s, a) for s, a in enumerate(prelu)]
+    rows += [_row("relu", s, a) for s, a in enumerate(relu)]
+    rows.append(_row("relu", 0, 0.9, depth=4))  # another cell: no baseline, one seed
+    cells = {(c.act, c.depth): c for c in summarize_rows(rows, baseline="prelu")}
+
+    p = cells[("prelu", 2)]
+    assert p.n == 3 and math.isclose(p.acc_mean, 0.82) and math.isclose(p.acc_std, 0.02)
+    half = T975_DF2 * 0.02 / math.sqrt(3)  # = 0.049683
+    assert math.isclose(p.acc_ci_low, 0.82 - half) and math.isclose(p.acc_ci_high, 0.82 + half)
+    assert p.vs_baseline == "" and math.isnan(p.p_value)
+
+    r = cells[("relu", 2)]
+    assert r.vs_baseline == "prelu"
+    assert math.isclose(r.diff, -0.02, abs_tol=1e-12)
+    se = 0.01 / math.sqrt(3)  # std of the differences is exactly 0.01
+    assert math.isclose(r.diff_ci_low, -0.02 - T975_DF2 * se, rel_tol=1e-9)
+    assert math.isclose(r.diff_ci_high, -0.02 + T975_DF2 * se, rel_tol=1e-9)
+    t = 0.02 / se  # two-sided p for df = 2: 1 - |t| / sqrt(t^2 + 2)
+    assert math.isclose(r.p_value, 1 - t / math.sqrt(t * t + 2), rel_tol=1e-6)  # ~0.0742
+
+    lone = cells[("relu", 4)]
+    assert lone.n == 1 and math.isnan(lone.acc_std) and lone.vs_baseline == ""
+
+
+def test_baseline_comparison_pairs_only_common_seeds():
+    rows = [_row("prelu", s, 0.8 + 0.01 * s) for s in (0, 1, 2)]
+    rows += [_row("relu", s, 0.79 + 0.01 * s + 0.001 * (s == 3)) for s in (1, 2, 3)]
+    relu = next(c for c in summarize_rows(rows) if c.act == "relu")
+    # seeds 1 and 2 are common; relu - prelu = -0.01 on both: zero spread, certain difference
+    assert math.isclose(relu.diff, -0.01) and relu.p_value == 0.0
+    assert relu.n == 3
+
+
+def test_cli_end_to_end_with_fake_runner(tmp_path, fake, capsys):
+    out = tmp_path / "b"
+    argv = ["--preset", "quick", "--out", str(out), "--no-cost", "--seeds", "3"]
+    assert bench.main(argv) == 0
+    n = len(fake.calls)
+    assert n == 2 * 1 * 2 * 1 * 3
+    assert bench.main(argv) == 0
+    assert len(fake.calls) == n  # the same command again resumes and has nothing to do
+    for name in ("runs.csv", "bench.json", "summary.csv", "summary.md",
+                 "acc_vs_depth_by_act.png", "acc_vs_depth_by_init.png"):
+        assert (out / name).stat().st_size > 0, name
+    md = (out / "summary.md").read_text()
+    assert "| relu | he | 2 | 8 | 3 |" in md and "Δ vs prelu" in md
+    assert bench.main(["summarize", str(out), "--no-plots"]) == 0
+    header = (out / "summary.csv").read_text().splitlines()[0].split(",")
+    assert {"acc_mean", "acc_ci_low", "p_value", "disagreement", "dead_rate"} <= set(header)
+
+
+def test_cli_bad_input_is_a_clear_error(tmp_path, fake, capsys):
+    assert bench.main(["--preset", "quick", "--acts", "relu,nope", "--out", str(tmp_path)]) == 2
+    assert "unknown activation" in capsys.readouterr().err
+    assert bench.main(["--preset", "quick", "--depths", "2,2", "--out", str(tmp_path)]) == 2
+    assert "duplicates" in capsys.readouterr().err
+    assert bench.main(["summarize", str(tmp_path / "empty")]) == 2
+    assert "no finished runs" in capsys.readouterr().err
+    assert fake.calls == []
+
+
+def test_csv_field_order_is_stable():
+    # runs.csv files written by earlier runs must stay readable: extend, never reorder
+    assert CSV_FIELDS[:7] == ("act", "init", "depth", "width", "seed", "epochs", "subset")
