@@ -1,0 +1,267 @@
+"""PReLU: equality with torch.nn.PReLU, gradcheck, in-place exactness and memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rectifiers.nn import PReLU
+from rectifiers.nn.functional import prelu
+
+SLOPES = [0.25, -0.3, 0.0, 1e-20, 1.0, 2.5]
+
+
+def _shape(rank: int, c: int) -> tuple[int, ...]:
+    return (2, c, 3, 4, 3)[:rank] if rank > 1 else (7,)
+
+
+def _ref(x, w, g):
+    xr = x.detach().clone().requires_grad_()
+    wr = w.detach().clone().requires_grad_()
+    y = F.prelu(xr, wr)
+    y.backward(g)
+    return y.detach(), xr.grad, wr.grad
+
+
+def _ours(x, w, g, inplace):
+    xo = x.detach().clone().requires_grad_()
+    wo = w.detach().clone().requires_grad_()
+    y = prelu(xo * 1, wo, inplace=inplace)  # *1: in-place needs a non-leaf
+    y.backward(g)
+    return y.detach(), xo.grad, wo.grad
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("shared", [True, False])
+@pytest.mark.parametrize("a", SLOPES)
+def test_gradcheck_fp64_every_mode(inplace, shared, a):
+    torch.manual_seed(0)
+    c = 3
+    w = torch.full((1 if shared else c,), a, dtype=torch.float64)
+    if not shared:
+        w[1] = 0.5  # mixed channels: the save mode is chosen over all of them
+    w.requires_grad_()
+    x = torch.randn(2, c, 3, 3, dtype=torch.float64)
+    x = x + 0.05 * x.sign()  # keep |x| away from the kink so finite differences are valid
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: prelu(x * 1, w, inplace=inplace), (x, w))
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_gradcheck_ranks_and_channels_last(rank, inplace):
+    torch.manual_seed(rank)
+    c = 1 if rank == 1 else 3
+    x = torch.randn(_shape(rank, c), dtype=torch.float64)
+    x = x + 0.05 * x.sign()
+    if rank == 4:
+        x = x.to(memory_format=torch.channels_last)
+    if rank == 5:
+        x = x.to(memory_format=torch.channels_last_3d)
+    x.requires_grad_()
+    w = torch.linspace(-0.5, 0.5, c, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, w: prelu(x * 1, w, inplace=inplace), (x, w))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    rank=st.integers(1, 5),
+    c=st.integers(1, 6),
+    shared=st.booleans(),
+    inplace=st.booleans(),
+    channels_last=st.booleans(),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    a=st.sampled_from(SLOPES + [float("nan"), float("inf")]),
+    seed=st.integers(0, 2**16),
+)
+def test_matches_torch_prelu(rank, c, shared, inplace, channels_last, dtype, a, seed):
+    g_ = torch.Generator().manual_seed(seed)
+    c = 1 if rank == 1 else c
+    x = torch.randn(_shape(rank, c), generator=g_, dtype=dtype)
+    if channels_last and rank in (4, 5):
+        fmt = torch.channels_last if rank == 4 else torch.channels_last_3d
+        x = x.to(memory_format=fmt)
+    w = torch.randn(1 if shared else c, generator=g_, dtype=dtype) * 0.5
+    w[0] = a
+    g = torch.randn(x.shape, generator=g_, dtype=dtype)
+    y_r, gx_r, gw_r = _ref(x, w, g)
+    y_o, gx_o, gw_o = _ours(x, w, g, inplace)
+    # forward and input gradient are the same selects as ATen: bitwise equal
+    assert torch.equal(y_o.nan_to_num(9.0), y_r.nan_to_num(9.0))
+    assert torch.equal(gx_o.nan_to_num(9.0), gx_r.nan_to_num(9.0))
+    # slope gradient: same terms, another summation order (and /a for in-place)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(gw_o, gw_r, rtol=tol, atol=tol * x.numel(), equal_nan=True)
+    if channels_last and rank in (4, 5):
+        assert y_o.stride() == x.stride()
+
+
+def test_module_matches_torch_module_and_state_dict_both_ways():
+    torch.manual_seed(0)
+    ours, ref = PReLU(4, init=0.1), torch.nn.PReLU(4, init=0.1)
+    assert ours.weight.shape == ref.weight.shape == (4,)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight"]
+    ref.weight.data.uniform_(-1, 1)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 4, 5, 5)
+    assert torch.equal(ours(x), ref(x))
+    ours.weight.data.uniform_(-1, 1)
+    ref.load_state_dict(ours.state_dict())
+    assert torch.equal(ours(x), ref(x))
+    assert repr(PReLU()) == repr(torch.nn.PReLU()).replace("PReLU", "PReLU")
+    assert "inplace=True" in repr(PReLU(3, inplace=True))
+    assert PReLU.no_weight_decay is True
+
+
+def test_channel_mismatch_error_names_expected_actual_and_fix():
+    msg = r"expects 8 channels.*has 3 channels.*PReLU\(num_parameters=3\)"
+    with pytest.raises(ValueError, match=msg):
+        PReLU(8)(torch.randn(2, 3, 4, 4))
+    with pytest.raises(ValueError, match="no channel dim"):
+        PReLU(8)(torch.randn(8))
+    with pytest.raises(ValueError, match="positive int"):
+        PReLU(0)
+
+
+def test_channel_mismatch_inplace_leaves_input_untouched():
+    x = torch.randn(2, 3, 4)
+    before = x.clone()
+    with pytest.raises(ValueError):
+        PReLU(5, inplace=True)(x)
+    assert torch.equal(x, before)
+
+
+def test_inplace_overwrites_input_and_returns_it():
+    x = torch.randn(2, 3, 4, 4)
+    expect = F.prelu(x, torch.full((3,), 0.25))
+    act = PReLU(3, inplace=True)
+    with torch.no_grad():
+        out = act(x)
+    assert out.data_ptr() == x.data_ptr() and torch.equal(x, expect)
+    h = torch.randn(2, 3, 4, 4, requires_grad=True) * 1
+    out = act(h)
+    assert out.data_ptr() == h.data_ptr()
+
+
+def test_inplace_on_leaf_requiring_grad_raises_like_torch_and_does_not_write():
+    x = torch.randn(2, 3, requires_grad=True)
+    before = x.detach().clone()
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        PReLU(3, inplace=True)(x)
+    with pytest.raises(RuntimeError, match="view of a leaf"):
+        PReLU(3, inplace=True)(x[0:1])
+    assert torch.equal(x.detach(), before)
+
+
+def test_inplace_on_view_of_non_leaf_gives_correct_gradients():
+    base = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64, requires_grad=True)
+    h = base * 2
+    prelu(h[1:3], w, inplace=True)  # rewrites part of h through a view
+    h.sum().backward()
+    base_r = base.detach().clone().requires_grad_()
+    w_r = w.detach().clone().requires_grad_()
+    h_r = base_r * 2
+    out = torch.cat([h_r[:1], F.prelu(h_r[1:3], w_r), h_r[3:]])
+    out.sum().backward()
+    torch.testing.assert_close(base.grad, base_r.grad)
+    torch.testing.assert_close(w.grad, w_r.grad)
+
+
+def _saved_bytes(fn, x):
+    """Unique storages saved for backward, excluding the slope-sized tensors."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        if t.numel() > 64:
+            st_ = t.untyped_storage()
+            seen[st_.data_ptr()] = st_.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = fn(x)
+    return y, seen
+
+
+@pytest.mark.parametrize(
+    "a, expected", [(0.25, "output"), (-0.3, "mask"), (0.0, "input"), (float("nan"), "input")]
+)
+@pytest.mark.parametrize("shared", [True, False])
+def test_inplace_saves_no_extra_full_size_float_tensor(a, expected, shared):
+    torch.manual_seed(0)
+    c = 4
+    w = torch.full((1 if shared else c,), a, requires_grad=True)
+    x = torch.randn(3, c, 8, 8, requires_grad=True)
+    h = x * 1
+    nbytes_h = h.untyped_storage().nbytes()
+    y, seen = _saved_bytes(lambda t: prelu(t, w, inplace=True), h)
+    total = sum(seen.values())
+    if expected == "output":
+        assert set(seen) == {y.untyped_storage().data_ptr()}  # the output itself, nothing more
+    elif expected == "mask":
+        assert total == nbytes_h + h.numel()  # output + 1 byte/element mask
+    else:
+        # a copy of the input instead of the output: x cannot be recovered from y
+        assert total == nbytes_h and y.untyped_storage().data_ptr() not in seen
+    # gradients still equal the out-of-place ones
+    g = torch.randn_like(y)
+    y.backward(g)
+    _, gx_r, gw_r = _ref(x.detach(), w.detach(), g)
+    assert torch.equal(x.grad.nan_to_num(9.0), gx_r.nan_to_num(9.0))
+    torch.testing.assert_close(w.grad, gw_r, rtol=1e-5, atol=1e-4, equal_nan=True)
+
+
+def test_out_of_place_saves_only_the_input():
+    x = torch.randn(3, 4, 8, 8, requires_grad=True)
+    y, seen = _saved_bytes(lambda t: PReLU(4)(t), x)
+    assert list(seen) == [x.untyped_storage().data_ptr()]
+
+
+def test_denormal_slope_inplace_falls_back_and_is_exact():
+    x = torch.full((2, 3), -1e-30, requires_grad=True)
+    w = torch.tensor([1e-12], requires_grad=True)  # a*x underflows: y loses x
+    y = prelu(x * 1, w, inplace=True)
+    y.sum().backward()
+    assert torch.allclose(w.grad, torch.tensor([-6e-30]))
+
+
+def test_bf16_autocast_fp32_slope_gradient_in_fp32():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 8, 3)
+    act = PReLU(8)
+    x = torch.randn(4, 3, 10, 10)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = conv(x)
+        y = act(h)
+    assert y.dtype == torch.bfloat16 and act.weight.dtype == torch.float32
+    g = torch.randn(y.shape)
+    y.float().backward(g)
+    # reference: bf16 products (as autograd hands a bf16 gradient), accumulated in fp64;
+    # a bf16 accumulation (torch.nn.PReLU under autocast) would be off by ~2^-8 relative
+    terms = (g.bfloat16() * h.detach().clamp(max=0)).double()
+    expect = terms.sum((0, 2, 3))
+    scale = terms.abs().sum((0, 2, 3))
+    assert torch.all((act.weight.grad.double() - expect).abs() <= 1e-6 * scale + 1e-6)
+    # bf16 input with an fp32 slope also works without autocast (torch.nn.PReLU raises)
+    y2 = act(h.detach())
+    assert y2.dtype == torch.bfloat16
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_eager_and_graph_paths_agree_under_tracing():
+    act = PReLU(3)
+    x = torch.randn(2, 3, 4)
+    traced = torch.jit.trace(act, x)
+    assert "prelu" in str(traced.graph)
+    assert torch.equal(traced(x), act(x))
+
+
+def test_backend_switch_validates_name():
+    from rectifiers.nn.prelu import get_prelu_backend, set_prelu_backend
+
+    assert get_prelu_backend() in ("eager", "compile")
+    with pytest.raises(ValueError, match="eager"):
+        set_prelu_backend("cuda-magic")
