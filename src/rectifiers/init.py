@@ -31,6 +31,7 @@ from torch import nn
 __all__ = [
     "FAN_MODES",
     "activation_gain",
+    "activation_types",
     "calculate_fan",
     "default_",
     "gaussian_moment",
@@ -345,7 +346,7 @@ def _as_function(act: Any, kwargs: dict[str, Any]) -> Callable[[torch.Tensor], t
             x = x.to(dtype)
             try:
                 return module(x.clone()).to(torch.float64)
-            except RuntimeError:
+            except (RuntimeError, ValueError):
                 # Channel-wise modules need a channel dim; average phi^2 over the channels.
                 y = module(x[:, None].repeat(1, channels))
                 return y.to(torch.float64)
@@ -418,7 +419,8 @@ def activation_gain(act: str | nn.Module | Callable[..., torch.Tensor], **kwargs
 _NOT_ACTIVATIONS = {"MultiheadAttention", "Softmax", "Softmin", "LogSoftmax", "Softmax2d"}
 
 
-def _activation_types() -> tuple[type, ...]:
+def activation_types() -> tuple[type, ...]:
+    """Module types counted as activations: torch.nn's and every type in the zoo registry."""
     types = {
         cls
         for name, cls in vars(torch.nn.modules.activation).items()
@@ -442,7 +444,7 @@ def _activation_types() -> tuple[type, ...]:
 
 def is_activation(module: nn.Module, _types: tuple[type, ...] | None = None) -> bool:
     """True for torch.nn activation modules and every module type in the activation registry."""
-    return isinstance(module, _types if _types is not None else _activation_types())
+    return isinstance(module, _types if _types is not None else activation_types())
 
 
 def init_slope(module: nn.Module | None) -> float | None:
@@ -482,7 +484,7 @@ def weight_layers(
     its slope enters Eq. 12/15); ``act_before`` is the last one registered before the layer
     and after the previous weight layer (the one producing its input: Eq. 8). None where absent.
     """
-    types = _activation_types()
+    types = activation_types()
     out: list[list[Any]] = []
     pending_act: nn.Module | None = None
     for name, m in model.named_modules():

@@ -1,0 +1,61 @@
+"""Learned PReLU coefficients per layer (paper Table 1), and the paper's values for reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["PAPER_TABLE1", "learned_slopes"]
+
+# Paper Table 1: learned coefficients of the 14-layer ImageNet model, per layer with PReLU
+# (11 conv + fc1, fc2; fc3 has none). Values: (channel-shared a, channel-wise mean of a_i).
+PAPER_TABLE1: dict[str, tuple[float, float]] = {
+    "conv1": (0.681, 0.596),
+    "conv21": (0.103, 0.321),
+    "conv22": (0.099, 0.204),
+    "conv23": (0.228, 0.294),
+    "conv24": (0.561, 0.464),
+    "conv31": (0.126, 0.196),
+    "conv32": (0.089, 0.152),
+    "conv33": (0.124, 0.145),
+    "conv34": (0.062, 0.124),
+    "conv35": (0.008, 0.134),
+    "conv36": (0.210, 0.198),
+    "fc1": (0.063, 0.074),
+    "fc2": (0.031, 0.075),
+}
+
+
+def _is_prelu(module: nn.Module) -> bool:
+    from rectifiers.nn import PReLU
+
+    return isinstance(module, (PReLU, nn.PReLU))
+
+
+def learned_slopes(model: nn.Module) -> list[dict[str, Any]]:
+    """One row per PReLU module (``rectifiers.nn.PReLU`` or ``torch.nn.PReLU``), in module order.
+
+    Row keys: ``layer`` (module name), ``variant`` (``"channel-shared"`` for one slope,
+    ``"channel-wise"`` otherwise), ``num_parameters``, and ``mean``, ``std`` (population std,
+    0 for a shared slope), ``min``, ``max`` of its slopes ``a_i`` - Table 1 reports the mean.
+
+    Example:
+        >>> for row in learned_slopes(model): print(row["layer"], round(row["mean"], 3))
+    """
+    rows = []
+    for name, m in model.named_modules():
+        if not _is_prelu(m):
+            continue
+        a = m.weight.detach().to(torch.float64).reshape(-1)
+        rows.append({
+            "layer": name,
+            "variant": "channel-shared" if a.numel() == 1 else "channel-wise",
+            "num_parameters": a.numel(),
+            "mean": float(a.mean()),
+            "std": float(a.std(unbiased=False)),
+            "min": float(a.min()),
+            "max": float(a.max()),
+        })
+    return rows
