@@ -146,10 +146,11 @@ def predicted_signal(
       Var[dx_{l+1}]`` (``(1+a^2)/2`` for a rectifier), ``dx_{L+1}`` of variance ``grad_std^2``.
 
     Expectations for any activation are taken under ``y ~ N(0, Var[y])`` by quadrature, so
-    smooth activations are covered too. Assumes the model is such a chain (no pooling, norm or
-    skips between weight layers; a flatten is fine), biases 0 and stride 1 (strided convs
-    reduce the true backward fan-out by the stride product). Returns per layer ``index``,
-    ``forward_std`` and ``backward_std``.
+    smooth activations are covered too. Non-zero biases (PyTorch's default init) add
+    ``E[b^2]`` to ``Var[y_l]``, treating them as symmetric noise across units. Assumes the model
+    is such a chain (no pooling, norm or skips between weight layers; a flatten is fine) and
+    stride 1 (strided convs reduce the true backward fan-out by the stride product).
+    Returns per layer ``index``, ``forward_std`` and ``backward_std``.
 
     Example:
         >>> pred = predicted_signal(net, input_second_moment=float((x**2).mean()))
@@ -169,6 +170,8 @@ def predicted_signal(
         else:
             m2 = gaussian_moment(before, 2, std=math.sqrt(var_y))
         var_y = n_in * w_var * m2
+        if layer.bias is not None:  # beyond the paper's b = 0: a symmetric bias adds E[b^2]
+            var_y += _second_moment(layer.bias)
         fwd.append(var_y)
     back = [0.0] * len(layers)
     var_dx = grad_std**2

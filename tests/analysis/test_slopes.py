@@ -1,0 +1,33 @@
+"""analysis.slopes: per-layer learned PReLU coefficients and the paper's Table 1."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rectifiers.analysis import PAPER_TABLE1, learned_slopes
+from rectifiers.nn import PReLU
+
+
+def test_learned_slopes_rows_in_module_order():
+    net = nn.Sequential(nn.Conv2d(1, 3, 3), PReLU(3), nn.Conv2d(3, 3, 1), nn.PReLU(),
+                        nn.ReLU())
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([0.1, 0.2, 0.6]))
+        net[3].weight.fill_(-0.5)
+    rows = learned_slopes(net)
+    assert [r["layer"] for r in rows] == ["1", "3"]
+    r0, r1 = rows
+    assert r0["variant"] == "channel-wise" and r0["num_parameters"] == 3
+    assert r0["mean"] == pytest.approx(0.3)
+    assert r0["std"] == pytest.approx(torch.tensor([0.1, 0.2, 0.6]).std(unbiased=False).item())
+    assert (r0["min"], r0["max"]) == pytest.approx((0.1, 0.6))
+    assert r1["variant"] == "channel-shared" and r1["mean"] == -0.5 and r1["std"] == 0.0
+
+
+def test_paper_table1_has_13_prelu_layers_and_paper_values():
+    assert len(PAPER_TABLE1) == 13  # 11 conv + fc1 + fc2: the 13 channel-shared parameters
+    assert PAPER_TABLE1["conv1"] == (0.681, 0.596)
+    assert PAPER_TABLE1["fc2"] == (0.031, 0.075)
+    assert list(PAPER_TABLE1)[0] == "conv1" and list(PAPER_TABLE1)[-1] == "fc2"
