@@ -88,7 +88,7 @@ def test_default_matches_pytorch_reset_parameters_bound():
     b = 1 / math.sqrt(50)
     wmax = float(lin.weight.detach().abs().max())
     assert 0.99 * b < wmax <= b
-    assert float(lin.bias.abs().max()) <= b
+    assert float(lin.bias.detach().abs().max()) <= b
     torch.manual_seed(0)
     ref = nn.Linear(50, 400)  # torch's own: same bound
     assert float(ref.weight.abs().max()) <= b
@@ -152,6 +152,28 @@ def test_gaussian_moments_match_zoo_table(fn, m1, var, m2, gain):
     assert e2 - e1**2 == pytest.approx(var, abs=6e-5)
     assert e2 == pytest.approx(m2, abs=6e-5)
     assert I.activation_gain(fn) == pytest.approx(gain, abs=6e-5)
+
+
+@pytest.mark.parametrize(
+    "name, gain",
+    [("relu", 1.4142), ("leaky_relu", 1.4141), ("prelu", 1.3720), ("elu", 1.2452),
+     ("selu", 1.0), ("gelu", 1.5335), ("silu", 1.6765), ("mish", 1.4868), ("golu", 1.7688),
+     ("smelu", 1.3803), ("helu", 1.4142)],
+)
+def test_activation_gain_by_registry_name_matches_zoo_table(name, gain):
+    from rectifiers.nn import list_activations
+
+    if name not in list_activations():
+        pytest.skip(f"{name} not registered")
+    assert I.activation_gain(name) == pytest.approx(gain, abs=6e-5)
+
+
+def test_every_registered_activation_has_a_finite_gain():
+    from rectifiers.nn import list_activations
+
+    for name in list_activations():
+        g = I.activation_gain(name)
+        assert 0.5 < g < 3.0, name
 
 
 def test_relu_moments_are_exact():

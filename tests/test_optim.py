@@ -116,3 +116,15 @@ def test_step_schedule_validates_milestones():
         sched.step()
         lrs.append(opt.param_groups[0]["lr"])
     assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_every_learnable_zoo_activation_is_exempt_from_decay():
+    from rectifiers.nn import list_activations, make_activation
+
+    for name in list_activations():
+        act = make_activation(name, channels=4)
+        if not list(act.parameters()):
+            continue
+        model = nn.Sequential(nn.Linear(4, 4), act)
+        names = _names(param_groups(model, 1e-4))
+        assert names["decay"] == {"0.weight"}, name

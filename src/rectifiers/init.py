@@ -326,7 +326,13 @@ def _as_function(act: Any, kwargs: dict[str, Any]) -> Callable[[torch.Tensor], t
     if isinstance(act, str):
         from rectifiers.nn import make_activation
 
-        act = make_activation(act, **kwargs)
+        try:
+            act = make_activation(act, **kwargs)
+        except ValueError:
+            if "channels" in kwargs:
+                raise
+            # channel-wise activations need a channel count; at init every channel is equal
+            act = make_activation(act, channels=1, **kwargs)
         kwargs = {}
     if isinstance(act, nn.Module):
         if kwargs:
@@ -432,7 +438,7 @@ def activation_types() -> tuple[type, ...]:
 
         for name in list_activations():
             try:
-                module = make_activation(name)
+                module = make_activation(name, channels=1)
             except Exception:  # a factory needing extra arguments is simply skipped
                 continue
             if not list(module.children()):
