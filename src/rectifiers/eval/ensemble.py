@@ -85,15 +85,23 @@ def load_member(
 
     model, meta = load_model(checkpoint, map_location=device)
     view = default_view(model, mode, **{k: v for k, v in view_overrides.items() if v is not None})
-    return Member(model=model.eval(), view=view, normalize=normalizer_from_meta(meta),
+    return Member(model=model.eval(), view=view, normalize=normalizer_from_meta(meta, device),
                   name=str(checkpoint), weight=weight, meta=meta)
 
 
-def normalizer_from_meta(meta: dict[str, Any]) -> Normalize | None:
-    """The checkpoint's input normalisation (``meta["normalization"]``), or ``None`` if absent."""
+def normalizer_from_meta(meta: dict[str, Any],
+                         device: str | torch.device = "cpu") -> Normalize | None:
+    """The checkpoint's input normalisation (``meta["normalization"]``), or ``None`` if absent.
+
+    Its statistics are moved to ``device`` so it can normalise images already there.
+    """
     spec = meta.get("normalization")
     if not spec:
         return None
     from rectifiers.data.transforms import Normalizer
 
-    return Normalizer.from_dict(spec)
+    norm = Normalizer.from_dict(spec)
+    for name in ("mean", "std"):
+        if getattr(norm, name, None) is not None:
+            setattr(norm, name, getattr(norm, name).to(device))
+    return norm
