@@ -17,7 +17,7 @@ def assert_std(t: torch.Tensor, expected: float, k: float = 5.0) -> None:
     """Sample std within k standard errors: sd(sample std) ~ sigma / sqrt(2N) for a Gaussian."""
     n = t.numel()
     tol = k * expected / math.sqrt(2 * n)
-    got = float(t.double().std())
+    got = float(t.detach().double().std())
     assert abs(got - expected) <= tol, f"std {got:.5f} vs {expected:.5f} (tol {tol:.5f}, N={n})"
 
 
@@ -204,6 +204,32 @@ def test_initialize_reads_slope_of_following_activation():
         n = conv.weight.shape[0] * 9
         assert_std(conv.weight, math.sqrt(2 / ((1 + a * a) * n)))
         assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_initialize_finds_activations_in_nested_blocks_and_grouped_fans():
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, groups: int = 1) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(cin, cout, 3, groups=groups)
+            self.act = nn.LeakyReLU(0.5)
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    net = nn.Sequential(Block(16, 256), Block(256, 256, groups=8), nn.Flatten(),
+                        nn.Linear(64, 512))
+    layers = I.weight_layers(net)
+    assert [(n, type(a).__name__, type(b).__name__) for n, _, a, b in layers] == [
+        ("0.conv", "LeakyReLU", "NoneType"),
+        ("1.conv", "LeakyReLU", "LeakyReLU"),
+        ("3", "NoneType", "LeakyReLU"),
+    ]
+    I.initialize(net, "he", mode="fan_out", generator=0)
+    eq15 = 1 + 0.5**2
+    assert_std(net[0].conv.weight, math.sqrt(2 / (eq15 * 9 * 256)))
+    assert_std(net[1].conv.weight, math.sqrt(2 / (eq15 * 9 * 256 / 8)))  # filters per group
+    # the classifier has no activation after it: the one feeding it (Eq. 8) is used
+    assert_std(net[3].weight, math.sqrt(2 / (eq15 * 512)))
 
 
 def test_initialize_fc_std_special_case():

@@ -339,7 +339,9 @@ def _as_function(act: Any, kwargs: dict[str, Any]) -> Callable[[torch.Tensor], t
             raise TypeError(f"keyword arguments {sorted(kwargs)} only apply to a registry name")
         import copy
 
-        module = copy.deepcopy(act).eval()  # eval: RReLU uses its mean slope, no dropout noise
+        # A CPU copy in eval mode: RReLU uses its mean slope, and the caller's module (maybe on
+        # a GPU, maybe training) is left untouched.
+        module = copy.deepcopy(act).cpu().eval()
         try:
             module = module.double()
         except (RuntimeError, TypeError):  # a module that cannot change dtype runs as is
