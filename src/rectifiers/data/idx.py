@@ -118,8 +118,8 @@ def read_idx(
         if len(expected_shape) != ndim or any(
             e is not None and e != d for e, d in zip(expected_shape, dims, strict=True)
         ):
-            want = tuple("*" if e is None else e for e in expected_shape)
-            raise DatasetError(f"{path}: dimensions {dims}, expected {want}. {fix}")
+            want = ", ".join("*" if e is None else str(e) for e in expected_shape)
+            raise DatasetError(f"{path}: dimensions {dims}, expected ({want}). {fix}")
     count = int(np.prod(dims, dtype=np.int64))
     want_bytes = header + count * dtype.itemsize
     if len(raw) != want_bytes:

@@ -646,15 +646,18 @@ def _build_from_config(cfg: DataConfig, batch_size: int, *, train: bool, seed: i
         split = cfg.split or ("train" if train else "val")
         data = ImageFolder(cfg.root, split, on_error=cfg.on_error, in_chans=cfg.in_chans)
         crop_size = aug.crop_size if (train and aug.crop_size) else cfg.crop_size
-        need_stats = cfg.normalization is None or (train and aug.pca_std > 0 and pca is None)
+        need_stats = ((cfg.normalization is None and norm_kind != "none")
+                      or (train and aug.pca_std > 0 and pca is None))
         if need_stats:
             ref = data if split == "train" else ImageFolder(cfg.root, "train",
                                                             on_error=cfg.on_error,
                                                             in_chans=cfg.in_chans)
             sample = _stats_sample(ref, cfg.stats_samples, crop_size, cfg.eval_resize,
                                    cfg.data_seed)
-        norm = (Normalizer.from_dict(cfg.normalization) if cfg.normalization is not None
-                else _normalizer(norm_kind, sample))
+        if cfg.normalization is not None:
+            norm = Normalizer.from_dict(cfg.normalization)
+        else:
+            norm = Normalizer("none") if norm_kind == "none" else _normalizer(norm_kind, sample)
         if pca is None and train and aug.pca_std > 0 and data.in_chans == 3:
             pca = pca_stats(sample)
         return BatchLoader(data, batch_size=batch_size, train=train, seed=seed, augment=aug,

@@ -248,17 +248,22 @@ def _pixels_in_chunks(images: torch.Tensor, chunk: int = 4096):
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std (population) of uint8 images ``(N,C,H,W)``, in [0,1] units."""
-    c = images.shape[1]
-    s = torch.zeros(c, dtype=torch.float64)
-    ss = torch.zeros(c, dtype=torch.float64)
-    for xb in _pixels_in_chunks(images):
-        s += xb.sum(dim=(0, 2, 3))
-        ss += (xb * xb).sum(dim=(0, 2, 3))
-    n = images.numel() // c
-    mean = s / n
-    std = (ss / n - mean * mean).clamp_min(0).sqrt()
-    return mean.tolist(), std.tolist()
+    """Per-channel mean and std (population) of uint8 images ``(N,C,H,W)``, in [0,1] units.
+
+    Exact: computed from a 256-bin histogram per channel (integer counts), which is also
+    several times faster than float64 sums over the 47M pixels of Fashion-MNIST.
+    """
+    if images.dtype != torch.uint8:
+        raise ValueError(f"channel_stats expects uint8 images, got {images.dtype}")
+    v = torch.arange(256, dtype=torch.float64) / 255.0
+    mean, std = [], []
+    for c in range(images.shape[1]):
+        h = torch.bincount(images[:, c].reshape(-1), minlength=256).double()
+        n = h.sum()
+        m = (h * v).sum() / n
+        mean.append(float(m))
+        std.append(float(((h * (v - m) ** 2).sum() / n).sqrt()))
+    return mean, std
 
 
 def pca_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

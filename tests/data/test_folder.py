@@ -1,0 +1,95 @@
+"""ImageNet-layout folders: class indexing, decoding, corrupt files, layout errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from rectifiers.data import DatasetError, DatasetNotFoundError, ImageFolder, build_loader
+
+
+def _make(root, classes=("cat", "dog", "ant"), n=3, splits=("train", "val"), size=(20, 30)):
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for sp in splits:
+        for c in classes:
+            d = root / sp / c
+            d.mkdir(parents=True)
+            for i in range(n):
+                a = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                name = f"{i}.png" if i % 2 == 0 else f"{i}.JPG"
+                Image.fromarray(a).save(d / name)
+                arrays[str(d / name)] = a
+    return arrays
+
+
+def test_classes_sorted_labels_and_lossless_decode(tmp_path):
+    arrays = _make(tmp_path)
+    ds = ImageFolder(tmp_path, "train")
+    assert ds.classes == ("ant", "cat", "dog") and ds.class_to_idx["dog"] == 2
+    assert len(ds) == 9 and ds.labels.tolist() == [0] * 3 + [1] * 3 + [2] * 3
+    path, k = ds.samples[3]
+    assert path.endswith("cat/0.png") and k == 1
+    img = ds.load(3)
+    assert img.shape == (3, 20, 30) and img.dtype == torch.uint8
+    assert np.array_equal(img.permute(1, 2, 0).numpy(), arrays[path])  # PNG is lossless
+    gray = ImageFolder(tmp_path, "val", in_chans=1).load(0)
+    assert gray.shape == (1, 20, 30)
+
+
+def test_jpeg_draft_decodes_at_reduced_size(tmp_path):
+    d = tmp_path / "train" / "a"
+    d.mkdir(parents=True)
+    Image.fromarray(np.full((480, 640, 3), 128, np.uint8)).save(d / "big.jpg", quality=90)
+    ds = ImageFolder(tmp_path, "train")
+    small = ds.load(0, shorter_side=100)
+    # draft picks the smallest 1/2^k scale whose shorter side is still >= 100: 1/4 -> 120x160
+    assert small.shape == (3, 120, 160)
+    view = ds.load_view(0, resize=100, crop_size=64)
+    assert view.shape == (3, 64, 64) and (view.float() - 128).abs().max() <= 3
+
+
+def test_corrupt_image_raise_names_path_or_skip_counts(tmp_path):
+    _make(tmp_path, n=2)
+    bad = tmp_path / "train" / "cat" / "zz_bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    ds = ImageFolder(tmp_path, "train")
+    k = [p for p, _ in ds.samples].index(str(bad))
+    with pytest.raises(DatasetError, match=r"zz_bad\.jpg: cannot decode image.*on_error='skip'"):
+        ds.load(k)
+    loader = build_loader("folder", 7, train=False, split="train", root=tmp_path, crop_size=16,
+                          eval_resize=18, stats_samples=4, on_error="skip")
+    sizes = [x.shape[0] for x, _ in loader]
+    assert sum(sizes) == 6 and loader.skipped == 1 and loader.skipped_paths == [str(bad)]
+    strict = build_loader("folder", 7, train=False, split="train", root=tmp_path, crop_size=16,
+                          eval_resize=18, normalize="none")
+    with pytest.raises(DatasetError, match="zz_bad.jpg"):
+        list(strict)
+
+
+def test_layout_errors_are_clear(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="split folder not found"):
+        ImageFolder(tmp_path, "train")
+    _make(tmp_path / "a", classes=("x", "y"))
+    (tmp_path / "a" / "train" / "z").mkdir()
+    with pytest.raises(DatasetError, match=r"only in train/: \['z'\], only in val/: \[\]"):
+        ImageFolder(tmp_path / "a", "train")
+    (tmp_path / "a" / "val" / "z").mkdir()
+    with pytest.raises(DatasetError, match=r"train/z: empty class folder"):
+        ImageFolder(tmp_path / "a", "train")
+    (tmp_path / "b" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no class sub-folders"):
+        ImageFolder(tmp_path / "b", "train")
+    with pytest.raises(ValueError, match="on_error"):
+        ImageFolder(tmp_path / "a", "train", on_error="ignore")
+
+
+def test_folder_loader_deterministic_across_num_workers(tmp_path):
+    _make(tmp_path, n=4, size=(24, 36))
+    kw = dict(train=True, root=tmp_path, seed=3, crop_size=16, eval_resize=18, stats_samples=6,
+              augment=dict(crop_size=16, scale_range=(16, 24), flip=True, pca_std=0.1))
+    a = build_loader("folder", 4, num_workers=0, **kw)
+    b = build_loader("folder", 4, num_workers=2, **kw)
+    assert a.normalization["kind"] == "mean_image" and len(a) == 3
+    for (xa, ya), (xb, yb) in zip(a, b, strict=True):
+        assert xa.shape == (4, 3, 16, 16) and torch.equal(xa, xb) and torch.equal(ya, yb)
