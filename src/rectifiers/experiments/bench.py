@@ -73,12 +73,12 @@ PREDS_DIR = "preds"
 KEY_FIELDS: tuple[str, ...] = ("act", "init", "depth", "width", "seed", "epochs", "subset")
 RESULT_FIELDS: tuple[str, ...] = (
     "test_acc", "test_err", "train_loss", "epochs_done", "wall_s", "diverged", "dead_rate",
-    "preds", "device", "finished",
+    "never_active", "preds", "device", "finished",
 )
 CSV_FIELDS: tuple[str, ...] = KEY_FIELDS + RESULT_FIELDS
 
 _INT_FIELDS = {"depth", "width", "seed", "epochs", "subset", "epochs_done"}
-_FLOAT_FIELDS = {"test_acc", "test_err", "train_loss", "wall_s", "dead_rate"}
+_FLOAT_FIELDS = {"test_acc", "test_err", "train_loss", "wall_s", "dead_rate", "never_active"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,8 +156,9 @@ class BenchSettings:
     batch_size: int = 128
     weight_decay: float = 5e-4
     sched: str = "cosine"
-    augment: bool = False
+    augment: str = "none"  # augmentation preset of rectifiers.data ("none": short runs)
     amp: str = "none"
+    channels_last: bool = True
     test_subset: int = 0  # test examples used (first n of the official test set); 0 = all
     data_dir: str | None = None
     device: str = "auto"  # not compared on resume: the same grid may continue on a GPU
@@ -171,7 +172,7 @@ class BenchSettings:
 # Presets. "quick" is toy-sized (the test suite runs it); "default" is the documented grid,
 # measured at about 10 h on a 2-core CPU (docs/bench.md).
 PRESETS: dict[str, dict[str, Any]] = {
-    "quick": dict(acts=("relu", "prelu"), inits=("he",), depths=(2, 4), widths=(8,), seeds=2,
+    "quick": dict(acts=("relu", "prelu"), inits=("he",), depths=(5, 6), widths=(4,), seeds=2,
                   epochs=1, subset=256, test_subset=256, batch_size=64),
     "default": dict(
         acts=("relu", "leaky_relu", "prelu", "prelu_shared", "elu", "selu", "gelu", "silu",
@@ -196,92 +197,114 @@ class RunOutcome:
     dead_rate: float
     predictions: np.ndarray
     device: str = "cpu"
+    never_active: float = float("nan")
 
 
 def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
     """Train one run in-process with ``rectifiers.train.train`` and evaluate it on the test set.
 
-    ``diverged``: the final training loss or any weight is not finite. ``dead_rate``: the
-    dynamic dead-unit rate at the end of training, i.e. the fraction of (unit, test example)
-    pairs whose activation output is exactly zero (``analysis.dead_units``), averaged over the
-    activation layers.
+    The test set is the first ``settings.test_subset`` examples of the official test split
+    (all 10000 if 0), in order and the same for every run, so predictions of two seeds can be
+    compared example by example; it is normalised exactly as training normalised its inputs.
+
+    ``diverged``: training stopped on a non-finite loss (``DivergenceError``) or a weight is
+    not finite. Such a run counts as a chance-level classifier (accuracy 1/classes, predictions
+    -1 = none) so that instability lowers a cell's mean instead of silently leaving it.
+    ``dead_rate``: the dynamic dead-unit rate at the end of training, i.e. the fraction of all
+    activation outputs on the test set that are exactly zero (``analysis.dead_units``: the
+    per-layer zero fractions weighted by layer size). ``never_active``: the fraction of units
+    (channel x position) whose input was never > 0 on any test example.
     """
     import torch
 
-    from rectifiers.train import TrainConfig, train
+    from rectifiers.train import DivergenceError, TrainConfig, train
 
     cfg = TrainConfig(
         model=settings.model, act=spec.act, init=spec.init,
         model_kwargs={"depth": spec.depth, "width": spec.width},
         dataset="fashion_mnist", data_dir=settings.data_dir,
-        max_train_samples=spec.subset or None, max_val_samples=settings.test_subset or None,
+        max_train_samples=spec.subset or None,
+        # train() validates each epoch on its own seeded subset; that is only its log. The
+        # bench's numbers come from the fixed test set below, so keep this pass small.
+        max_val_samples=min(settings.test_subset or 10000, 1000),
         augment=settings.augment, epochs=spec.epochs, batch_size=settings.batch_size,
         lr=settings.lr, weight_decay=settings.weight_decay, sched=settings.sched,
-        device=settings.device, amp=settings.amp, seed=spec.seed,
-        out_dir=None, progress=False, verbose=False,
+        device=settings.device, amp=settings.amp, channels_last=settings.channels_last,
+        seed=spec.seed, out_dir=None, progress=False, verbose=False,
     )
+    loader = _test_loader(cfg, settings)
+    labels = torch.cat([y for _, y in loader]).numpy()
     t0 = time.perf_counter()
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except DivergenceError as exc:
+        return RunOutcome(
+            test_acc=1.0 / loader.num_classes, train_loss=float("nan"),
+            epochs_done=len(exc.history), wall_s=time.perf_counter() - t0, diverged=True,
+            dead_rate=float("nan"), never_active=float("nan"),
+            predictions=np.full(labels.shape, -1, dtype=np.int64), device=cfg.device)
     wall = time.perf_counter() - t0
     model = result.model
     device = next(model.parameters()).device
-    images, labels = _test_set(settings, device)
-    preds, dead = _predict_and_dead_rate(model, images, settings.batch_size)
-    acc = float((preds == labels.cpu().numpy()).mean())
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return RunOutcome(
+            test_acc=1.0 / loader.num_classes, train_loss=_final_train_loss(result),
+            epochs_done=len(result.history), wall_s=wall, diverged=True,
+            dead_rate=float("nan"), never_active=float("nan"),
+            predictions=np.full(labels.shape, -1, dtype=np.int64), device=str(device))
+    preds, dead, never = _predict(model, loader, device, settings)
     train_loss = _final_train_loss(result)
-    finite_weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
     return RunOutcome(
-        test_acc=acc, train_loss=train_loss, epochs_done=_epochs_done(result, spec.epochs),
-        wall_s=wall, diverged=not (math.isfinite(train_loss) and finite_weights),
-        dead_rate=dead, predictions=preds, device=str(device),
-    )
+        test_acc=float((preds == labels).mean()), train_loss=train_loss,
+        epochs_done=len(result.history), wall_s=wall,
+        diverged=not math.isfinite(train_loss), dead_rate=dead, never_active=never,
+        predictions=preds, device=str(device))
 
 
 def _final_train_loss(result: Any) -> float:
-    final = getattr(result, "final", None) or getattr(result, "metrics", None) or {}
-    for key in ("train_loss", "loss"):
-        if isinstance(final, dict) and key in final:
-            return float(final[key])
     history = getattr(result, "history", None) or []
-    if history and isinstance(history[-1], dict):
-        for key in ("train_loss", "loss"):
-            if key in history[-1]:
-                return float(history[-1][key])
-    return float("nan")
+    return float(history[-1]["train_loss"]) if history else float("nan")
 
 
-def _epochs_done(result: Any, default: int) -> int:
-    history = getattr(result, "history", None)
-    return len(history) if history else default
+def _test_loader(cfg: Any, settings: BenchSettings) -> Any:
+    """Evaluation loader over the fixed test set with the training run's normalisation."""
+    from rectifiers.data import FashionMNIST, build_loader
+    from rectifiers.train.distributed import DistInfo
+    from rectifiers.train.engine import _build_data
 
-
-def _test_set(settings: BenchSettings, device: Any) -> tuple[Any, Any]:
-    """The test images as the training code evaluates them (same normalisation)."""
-    from rectifiers.data.fashion_mnist import load_fashion_mnist
-
-    images, labels = load_fashion_mnist(settings.data_dir, "test")
+    # The normalisation is computed from the (seeded) training subset; take it from the very
+    # function train() uses, so bench and training can never preprocess differently.
+    normalization = _build_data(cfg, DistInfo()).normalization
+    test = FashionMNIST(settings.data_dir, "test")
     if settings.test_subset:
-        images, labels = images[: settings.test_subset], labels[: settings.test_subset]
-    return _normalize(images).to(device), labels
+        test.images = test.images[: settings.test_subset]
+        test.labels = test.labels[: settings.test_subset]
+    return build_loader(test, 500, train=False, normalization=normalization)
 
 
-def _normalize(images: Any) -> Any:
-    from rectifiers.data import transforms
-
-    return transforms.to_float(images)
-
-
-def _predict_and_dead_rate(model: Any, images: Any, batch_size: int) -> tuple[np.ndarray, float]:
+def _predict(model: Any, loader: Any, device: Any, settings: BenchSettings,
+             ) -> tuple[np.ndarray, float, float]:
+    """Top-1 predictions over ``loader`` and the dead-unit rates seen meanwhile."""
     import torch
 
     from rectifiers.analysis.dead_units import DeadUnitTracker
 
     model.eval()
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.amp)
     out: list[torch.Tensor] = []
     with torch.no_grad(), DeadUnitTracker(model) as tracker:
-        for i in range(0, images.shape[0], batch_size):
-            out.append(model(images[i: i + batch_size]).argmax(1).cpu())
-    return torch.cat(out).numpy().astype(np.int64), float(tracker.dynamic_rate())
+        for x, _ in loader:
+            x = x.to(device)
+            if settings.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out.append(model(x).float().argmax(1).cpu())
+    rows = tracker.summary()
+    units = np.array([r["units"] for r in rows], dtype=np.float64)
+    zero = np.array([r["zero_fraction"] for r in rows])
+    never = np.array([r["never_active_fraction"] for r in rows])
+    return (torch.cat(out).numpy().astype(np.int64), float((zero * units).sum() / units.sum()),
+            float((never * units).sum() / units.sum()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -460,7 +483,8 @@ def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
         row = {**asdict(spec), "test_acc": outcome.test_acc, "test_err": 1.0 - outcome.test_acc,
                "train_loss": outcome.train_loss, "epochs_done": outcome.epochs_done,
                "wall_s": outcome.wall_s, "diverged": outcome.diverged,
-               "dead_rate": outcome.dead_rate, "preds": rel, "device": outcome.device,
+               "dead_rate": outcome.dead_rate, "never_active": outcome.never_active,
+               "preds": rel, "device": outcome.device,
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         append_row(csv_path, row)
         rows.append(row)
@@ -510,6 +534,7 @@ class CellSummary:
     train_loss_mean: float
     diverged: int
     dead_rate: float
+    never_active: float
     disagreement: float
     wall_s: float
     vs_baseline: str = ""
@@ -543,7 +568,9 @@ def summarize_rows(rows: Iterable[dict[str, Any]], baseline: str = "prelu",
         s = summarize(accs)
         preds = []
         if preds_loader is not None:
-            preds = [p for p in (preds_loader(r) for r in runs) if p is not None]
+            # diverged runs have no predictions (-1): disagreement is among runs that trained
+            loaded = [preds_loader(r) for r in runs if not r["diverged"]]
+            preds = [p for p in loaded if p is not None and (p >= 0).all()]
         losses = [r["train_loss"] for r in runs if math.isfinite(r["train_loss"])]
         deads = [r["dead_rate"] for r in runs if math.isfinite(r["dead_rate"])]
         cell = CellSummary(
@@ -552,8 +579,8 @@ def summarize_rows(rows: Iterable[dict[str, Any]], baseline: str = "prelu",
             train_loss_mean=float(np.mean(losses)) if losses else float("nan"),
             diverged=sum(bool(r["diverged"]) for r in runs),
             dead_rate=float(np.mean(deads)) if deads else float("nan"),
-            disagreement=prediction_disagreement(preds) if len(preds) == len(runs) else float(
-                "nan"),
+            never_active=_nanmean([r["never_active"] for r in runs]),
+            disagreement=prediction_disagreement(preds),
             wall_s=float(np.mean([r["wall_s"] for r in runs])),
             seeds=[r["seed"] for r in runs])
         base_runs = cells.get((baseline, *key[1:]))
@@ -570,6 +597,11 @@ def summarize_rows(rows: Iterable[dict[str, Any]], baseline: str = "prelu",
     init_order = {a: i for i, a in enumerate(dict.fromkeys(c.init for c in out))}
     out.sort(key=lambda c: (c.width, c.depth, init_order[c.init], act_order[c.act]))
     return out
+
+
+def _nanmean(xs: Iterable[float]) -> float:
+    finite = [x for x in xs if math.isfinite(x)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _fmt(x: float, spec: str = ".4f") -> str:
@@ -652,7 +684,8 @@ def _plot(cells: list[CellSummary], out_dir: Path) -> list[Path]:
             nrows = math.ceil(len(panels) / ncols)
             fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols + 1.8, 3.4 * nrows),
                                      squeeze=False, sharey=True)
-            cmap = plt.get_cmap("tab20" if len(lines_) > 10 else "tab10")
+            cmap = plt.get_cmap("tab10")
+            markers = "osD^vP*X<>h"
             depths = sorted({c.depth for c in wc})
             span = (max(depths) - min(depths)) or 1
             for ax, panel in zip(axes.flat, panels, strict=False):
@@ -667,8 +700,10 @@ def _plot(cells: list[CellSummary], out_dir: Path) -> list[Path]:
                     y = [100 * c.acc_mean for c in pts]
                     err = [[100 * (c.acc_mean - c.acc_ci_low) if c.n > 1 else 0 for c in pts],
                            [100 * (c.acc_ci_high - c.acc_mean) if c.n > 1 else 0 for c in pts]]
-                    ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.4,
-                                color=cmap(j % cmap.N), label=line)
+                    # colour, marker and (past 10 lines) dash style all vary: readable in grey
+                    ax.errorbar(x, y, yerr=err, marker=markers[j % len(markers)], ms=4,
+                                capsize=3, lw=1.4, ls="-" if j < 10 else "--",
+                                color=cmap(j % 10), label=line)
                 ax.set_title(f"{panel_by} = {panel}")
                 ax.set_xlabel("depth (weight layers)")
                 ax.set_xticks(depths)
@@ -800,8 +835,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--sched", help="lr schedule (default cosine)")
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--augment", help="augmentation preset (default none)")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"))
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     p.add_argument("--baseline", default="prelu", help="activation compared against")
@@ -839,7 +875,7 @@ def _from_args(args: argparse.Namespace) -> tuple[Grid, BenchSettings]:
     pick = {k: getattr(args, k) for k in ("acts", "inits", "depths", "widths", "seeds",
                                            "epochs", "subset", "test_subset", "batch_size",
                                            "model", "lr", "weight_decay", "sched", "augment",
-                                           "amp")}
+                                           "amp", "channels_last")}
     preset.update({k: v for k, v in pick.items() if v is not None})
     grid = Grid(**{f.name: preset[f.name] for f in fields(Grid)})
     known = {f.name for f in fields(BenchSettings)}
