@@ -1,0 +1,62 @@
+"""`rectifiers train` flags: help, clear errors, mapping onto TrainConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rectifiers.train import PAPER_RECIPE, TrainConfig
+from rectifiers.train.cli import build_parser, config_from_args, main
+
+
+def test_help_documents_every_config_field(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    flags = {a.dest for a in build_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in flags, f"--{f.name.replace('_', '-')} missing from the CLI"
+    assert "torchrun" in text and "--resume" in text and "momentum 0.9" in text
+
+
+def test_no_arguments_is_the_small_fashion_mnist_job():
+    cfg = config_from_args([])
+    assert (cfg.model, cfg.act, cfg.dataset) == ("prelunet_small", "prelu", "fashion_mnist")
+    assert cfg.out_dir.startswith("runs/prelunet_small-prelu-")
+    assert (cfg.momentum, cfg.weight_decay, cfg.batch_size) == (0.9, 5e-4, 128)
+
+
+def test_paper_recipe_and_explicit_flags_override_it():
+    cfg = config_from_args(["--paper-recipe", "--epochs", "5", "--model-kw", "depth=8",
+                            "--model-kw", "widths=[1,2]", "--no-save"])
+    assert cfg.lr == PAPER_RECIPE["lr"] == 0.01 and cfg.sched == "plateau"
+    assert cfg.max_lr_drops == 2 and cfg.dropout == 0.5 and cfg.epochs == 5
+    assert cfg.model_kwargs == {"depth": 8, "widths": [1, 2]} and cfg.out_dir is None
+
+
+def test_resume_from_a_run_writes_into_that_run(tmp_path):
+    assert config_from_args(["--resume", str(tmp_path)]).out_dir == str(tmp_path)
+    assert config_from_args(["--resume", "auto", "--experiment", "x"]).out_dir == "runs/x"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--model", "resnet50"], "prelunet_small"),  # lists the known models
+    (["--act", "gelu2"], "prelu"),
+    (["--init", "magic"], "he"),
+    (["--amp", "fp16", "--device", "cpu", "--no-save"], "CUDA"),
+    (["--model-kw", "depth"], "KEY=VALUE"),
+    (["--resume", "auto"], "--out-dir"),
+    (["--lr", "-1"], "lr must be > 0"),
+])
+def test_bad_flags_give_clear_errors(argv, needle, capsys):
+    assert main(argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_unknown_choice_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--sched", "linear"])
+    assert e.value.code == 2
+    assert "plateau" in capsys.readouterr().err
