@@ -126,7 +126,8 @@ def test_malformed_row_in_the_middle_is_skipped_with_warning(tmp_path):
     path = tmp_path / "runs.csv"
     good = {**dict(zip(bench.KEY_FIELDS, ("relu", "he", 2, 8, 0, 1, 64), strict=True)),
             "test_acc": 0.5, "test_err": 0.5, "train_loss": float("nan"), "epochs_done": 1,
-            "wall_s": 1.0, "diverged": True, "dead_rate": 0.2, "preds": "preds/x.npy",
+            "wall_s": 1.0, "diverged": True, "dead_rate": 0.2, "never_active": 0.0,
+            "preds": "preds/x.npy",
             "device": "cpu", "finished": "t"}
     append_row(path, good)
     with open(path, "a") as f:
@@ -177,7 +178,7 @@ def _row(act, seed, acc, depth=2):
     return {"act": act, "init": "he", "depth": depth, "width": 8, "seed": seed, "epochs": 1,
             "subset": 64, "test_acc": acc, "test_err": 1 - acc, "train_loss": 0.5,
             "epochs_done": 1, "wall_s": 2.0, "diverged": False, "dead_rate": 0.1,
-            "preds": "", "device": "cpu", "finished": ""}
+            "never_active": 0.0, "preds": "", "device": "cpu", "finished": ""}
 
 
 def test_statistics_match_a_hand_computed_example():
@@ -228,7 +229,7 @@ def test_cli_end_to_end_with_fake_runner(tmp_path, fake, capsys):
                  "acc_vs_depth_by_act.png", "acc_vs_depth_by_init.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "summary.md").read_text()
-    assert "| relu | he | 2 | 8 | 3 |" in md and "Δ vs prelu" in md
+    assert "| relu | he | 5 | 4 | 3 |" in md and "Δ vs prelu" in md
     assert bench.main(["summarize", str(out), "--no-plots"]) == 0
     header = (out / "summary.csv").read_text().splitlines()[0].split(",")
     assert {"acc_mean", "acc_ci_low", "p_value", "disagreement", "dead_rate"} <= set(header)
@@ -247,3 +248,50 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, fake, capsys):
 def test_csv_field_order_is_stable():
     # runs.csv files written by earlier runs must stay readable: extend, never reorder
     assert CSV_FIELDS[:7] == ("act", "init", "depth", "width", "seed", "epochs", "subset")
+
+
+def test_diverged_runs_are_left_out_of_disagreement(tmp_path):
+    a, b, c = np.array([0, 1, 2, 3]), np.array([0, 1, 2, 0]), np.full(4, -1)
+    rows = [_row("relu", s, acc) for s, acc in enumerate((0.8, 0.7, 0.1))]
+    rows[2]["diverged"] = True
+    preds = {0: a, 1: b, 2: c}
+    (cell,) = summarize_rows(rows, preds_loader=lambda r: preds[r["seed"]])
+    assert cell.disagreement == 0.25 and cell.diverged == 1
+    assert math.isclose(cell.acc_mean, (0.8 + 0.7 + 0.1) / 3)  # counted, at chance level
+
+
+def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
+    """The real runner end to end at toy size: Fashion-MNIST, 2 activations x 2 seeds."""
+    pytest.importorskip("scipy")
+    from rectifiers.data import DatasetNotFoundError
+
+    calls = []
+    real = bench.run_cell
+
+    def counting(spec, settings):
+        calls.append(spec.key)
+        return real(spec, settings)
+
+    monkeypatch.setattr(bench, "run_cell", counting)
+    grid = Grid(acts=("relu", "prelu"), inits=("he",), depths=(5,), widths=(4,), seeds=2,
+                epochs=1, subset=128)
+    settings = BenchSettings(batch_size=32, test_subset=100, device="cpu")
+    try:
+        rows = run_grid(grid, settings, tmp_path, log=_quiet)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST not installed")
+    assert len(calls) == 4
+    run_grid(grid, settings, tmp_path, log=_quiet)
+    assert len(calls) == 4  # resumed: nothing recomputed
+    by = {(r["act"], r["seed"]): r for r in rows}
+    for r in rows:
+        p = np.load(tmp_path / r["preds"], allow_pickle=False)
+        assert p.shape == (100,) and p.min() >= 0 and p.max() <= 9
+        assert 0.0 <= r["test_acc"] <= 1.0 and not r["diverged"] and r["epochs_done"] == 1
+    # ReLU outputs exact zeros on about half its inputs; PReLU only where the input is 0
+    assert 0.2 < by[("relu", 0)]["dead_rate"] < 0.8
+    assert by[("prelu", 0)]["dead_rate"] < 0.01
+    cells = bench.summarize_dir(tmp_path, plots=False, log=_quiet)
+    assert {c.act for c in cells} == {"relu", "prelu"}
+    relu = next(c for c in cells if c.act == "relu")
+    assert relu.vs_baseline == "prelu" and 0.0 <= relu.disagreement <= 1.0
