@@ -69,7 +69,8 @@ class StaticSPP(nn.Module):
         ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if tuple(x.shape[-2:]) != (self.h, self.w):
+        # the check is Python control flow: skip it while tracing (the traced shape is fixed)
+        if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != (self.h, self.w):
             raise ValueError(
                 f"StaticSPP was built for a {self.h}x{self.w} map, got {tuple(x.shape[-2:])}; "
                 "export again with the matching --input-size"
