@@ -101,3 +101,29 @@ def test_ddp_two_processes_give_the_single_process_result(tmp_path):
     single = evaluate(Ensemble([member]), data, batch_size=5, progress=False)
     assert torch.equal(torch.load(out, weights_only=True), single.confusion)
     assert int(single.confusion.sum()) == 21
+
+
+def test_cli_on_an_imagenet_layout_folder_with_mixed_sizes(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = [(30, 40), (28, 28), (50, 33)]
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            d = tmp_path / "data" / split / c
+            d.mkdir(parents=True)
+            for k, (h, w) in enumerate(sizes):
+                Image.fromarray(rng.integers(0, 256, (h, w), dtype=np.uint8)).save(d / f"{k}.png")
+    torch.manual_seed(0)
+    m = create_model("prelunet_small", num_classes=2, in_chans=1, **KW)
+    meta = {"model": "prelunet_small", "model_kwargs": KW, "num_classes": 2, "in_chans": 1,
+            "act": "prelu", "init": "he", "normalization": NORM, "dataset": "folder"}
+    ck = save_checkpoint(tmp_path / "f.safetensors", {"model": m.state_dict()}, meta)
+    for views in ("center", "dense"):
+        assert main([str(ck), "--views", views, "--data-dir", str(tmp_path / "data"),
+                     "--batch-size", "4", "--no-progress", "--out-dir", str(tmp_path),
+                     "--prefix", views]) == 0
+        res = json.loads((tmp_path / f"{views}.json").read_text())["metrics"]
+        assert res["n"] == 6 and [r["name"] for r in res["per_class"]] == ["cat", "dog"]

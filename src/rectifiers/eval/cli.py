@@ -45,11 +45,12 @@ class EvalSet:
 
     def __init__(self, images: torch.Tensor | None, labels: torch.Tensor,
                  classes: Sequence[str] | None, folder: Any = None, min_side: int = 0,
-                 name: str = "") -> None:
+                 name: str = "", workers: int = 4) -> None:
         self.images, self.labels, self.folder = images, labels, folder
         self.classes = list(classes) if classes else None
         self.min_side = min_side
         self.name = name
+        self.workers = workers
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -62,11 +63,21 @@ class EvalSet:
         t = torch.as_tensor(list(idx), dtype=torch.long)
         if self.images is not None:
             return self.images[t], self.labels[t]
-        return [self.folder.load(i, shorter_side=self.min_side) for i in idx], self.labels[t]
+        # Pillow releases the GIL while decoding, so threads decode a batch in parallel
+        from concurrent.futures import ThreadPoolExecutor
+
+        def load(i: int) -> torch.Tensor:
+            return self.folder.load(i, shorter_side=self.min_side)
+
+        if self.workers > 1 and len(idx) > 1:
+            with ThreadPoolExecutor(min(self.workers, len(idx))) as pool:
+                return list(pool.map(load, idx)), self.labels[t]
+        return [load(i) for i in idx], self.labels[t]
 
 
 def open_eval_set(kind: str, data_dir: str | None, split: str | None, meta: dict[str, Any],
-                  max_samples: int | None = None, min_side: int = 0) -> EvalSet:
+                  max_samples: int | None = None, min_side: int = 0,
+                  workers: int = 4) -> EvalSet:
     """The test split of a data source, as training described it in ``meta``."""
     from rectifiers import data as rdata
 
@@ -87,7 +98,7 @@ def open_eval_set(kind: str, data_dir: str | None, split: str | None, meta: dict
                 "--data folder needs --data-dir DIR (ImageNet layout: DIR/val/<class>/*.jpg)")
         f = rdata.ImageFolder(data_dir, split or "val", in_chans=int(meta.get("in_chans", 3)))
         es = EvalSet(None, f.labels, f.classes, folder=f, min_side=min_side,
-                     name=f"folder:{data_dir}/{f.split}")
+                     name=f"folder:{data_dir}/{f.split}", workers=workers)
     else:
         raise ValueError(f"--data must be one of {', '.join(DATASETS)}, got {kind!r}")
     if max_samples is not None and max_samples < len(es):
@@ -168,6 +179,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--split", default=None, help="default: test (in-memory sets), val (folder)")
     p.add_argument("--max-samples", type=int, default=None, help="only the first N samples")
     p.add_argument("--batch-size", type=int, default=64, help="images per step (per rank)")
+    p.add_argument("--workers", type=int, default=4, help="folder: image decoding threads")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--out-dir", default=None, help="write JSON/CSV results here")
     p.add_argument("--prefix", default="eval", help="file name prefix of the results")
@@ -215,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = args.data or meta.get("dataset") or "fashion_mnist"
         data_dir = args.data_dir or (meta.get("config") or {}).get("data_dir")
         min_side = max(max(m.view.scales) for m in members)
-        data = open_eval_set(kind, data_dir, args.split, meta, args.max_samples, min_side)
+        data = open_eval_set(kind, data_dir, args.split, meta, args.max_samples, min_side,
+                             args.workers)
         ens = Ensemble(members)
         for m in members:
             k = int((m.meta or {}).get("num_classes", data.num_classes))
