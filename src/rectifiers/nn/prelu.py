@@ -10,8 +10,14 @@ Backward (Eq. 2-3):
 * slope:  ``dE/da_c = sum over all positions of channel c with x <= 0 of g * x``
 
 Why a custom autograd Function instead of ``F.prelu``: ATen's PReLU backward materialises a
-full-size per-element slope gradient and reduces it afterwards (about 5-8x an in-place ReLU
-on a 2-core CPU); here the slope gradient is one fused multiply-reduce.
+full-size per-element slope gradient and reduces it afterwards (about 4-5x an in-place ReLU
+on a 2-core CPU). Here, on CPU, the default ``"cpp"`` backend runs a fused C++ kernel
+(``rectifiers/csrc/prelu_cpu.cpp``, built on first use and cached per machine): one pass for
+the forward (in place or not) and one pass for the backward that writes the input gradient
+and reduces the slope gradient per channel, with no full-size temporary, for NCHW-contiguous
+and channels_last inputs of any rank. If it cannot be built (no compiler) the layer warns
+once and uses the ``"eager"`` backend (a few fused ATen ops); ``"compile"`` runs the backward
+through ``torch.compile``. Other devices and layouts use the eager path.
 
 ``inplace=True`` overwrites the input and, in the common case, saves *only the output* for
 backward (PyTorch has no in-place PReLU, pytorch/pytorch#7611): for a slope ``0 < a <= 1``
@@ -47,25 +53,30 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rectifiers.nn import _prelu_cpu
+
 __all__ = ["PReLU", "prelu", "set_prelu_backend", "get_prelu_backend"]
 
-_BACKENDS = ("eager", "compile")
-_backend = os.environ.get("RECTIFIERS_PRELU_BACKEND", "eager")
+_BACKENDS = ("cpp", "eager", "compile")
+_backend = os.environ.get("RECTIFIERS_PRELU_BACKEND", "cpp")
 _compiled: dict[str, object] = {}
+_warned = False
 
 
 def set_prelu_backend(name: str) -> None:
-    """Choose the backward kernel: ``"eager"`` (default) or ``"compile"``.
+    """Choose the CPU kernels: ``"cpp"`` (default), ``"eager"`` or ``"compile"``.
 
-    ``"compile"`` runs the backward through ``torch.compile`` (one fused loop that writes the
-    input gradient and reduces the slope gradient; needs a C++ compiler, costs ~20-30 s the
-    first time per shape on a 2-core CPU, then about 2x faster than eager). Also settable by
-    the environment variable ``RECTIFIERS_PRELU_BACKEND``.
+    ``"cpp"``: fused C++ forward and backward (built on first use, ~10-30 s once per machine,
+    then cached; see ``rectifiers.nn._prelu_cpu``); falls back to ``"eager"`` with a one-time
+    warning if it cannot be built. ``"eager"``: a few fused ATen ops, no compiler needed.
+    ``"compile"``: the backward through ``torch.compile`` (costs ~20-30 s per shape on first
+    use). Also settable by the environment variable ``RECTIFIERS_PRELU_BACKEND``.
     """
     global _backend
     if name not in _BACKENDS:
@@ -74,7 +85,7 @@ def set_prelu_backend(name: str) -> None:
 
 
 def get_prelu_backend() -> str:
-    """The backend set by :func:`set_prelu_backend` (``"eager"`` unless changed)."""
+    """The backend set by :func:`set_prelu_backend` (``"cpp"`` unless changed)."""
     if _backend not in _BACKENDS:
         raise ValueError(
             f"RECTIFIERS_PRELU_BACKEND={_backend!r} is not a backend; use one of {_BACKENDS}"
@@ -89,6 +100,31 @@ def _graph_mode() -> bool:
     if torch.onnx.is_in_onnx_export():
         return True
     return bool(torch.compiler.is_compiling())
+
+
+def _cpp_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
+    """``(C, inner)`` if the C++ kernels take ``x`` under the current backend, else ``None``."""
+    if get_prelu_backend() != "cpp" or x.device.type != "cpu" or x.numel() == 0:
+        return None
+    if x.dtype not in _prelu_cpu.SUPPORTED_DTYPES:
+        return None
+    lay = _prelu_cpu.layout(x, shared)
+    if lay is None:
+        return None
+    if not _prelu_cpu.available():
+        global _warned
+        if not _warned:
+            _warned = True
+            warnings.warn(
+                f"rectifiers: the fused C++ PReLU kernel is unavailable "
+                f"({_prelu_cpu.load_error()}); using the slower eager path. Install a C++ "
+                "compiler (Debian: apt-get install g++) or set RECTIFIERS_PRELU_BACKEND=eager "
+                "to silence this warning.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        return None
+    return lay
 
 
 def _slope_view(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -138,6 +174,10 @@ def _save_mode(weight: torch.Tensor, dtype: torch.dtype) -> str:
 
 
 def _inplace_forward(x: torch.Tensor, w_x: torch.Tensor, wv: torch.Tensor) -> None:
+    lay = _cpp_layout(x, w_x.numel() == 1)
+    if lay is not None:
+        _prelu_cpu.forward(x, w_x, lay, x)
+        return
     if w_x.numel() == 1 and x.is_floating_point():
         # leaky_relu_ computes x > 0 ? x : x * a in place, bitwise like the prelu kernel
         a = float(w_x.reshape(()))
@@ -198,6 +238,15 @@ def _reference_backward(g, x, wv, shared, acc_dtype):
     return gi, gw
 
 
+def _out_of_place(x: torch.Tensor, w_x: torch.Tensor, wv: torch.Tensor) -> torch.Tensor:
+    lay = _cpp_layout(x, w_x.numel() == 1)
+    if lay is None:
+        return torch._prelu_kernel(x, wv)
+    out = torch.empty_like(x)  # keeps x's memory format
+    _prelu_cpu.forward(x, w_x, lay, out)
+    return out
+
+
 class _PReLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, inplace: bool) -> torch.Tensor:
@@ -210,7 +259,7 @@ class _PReLUFunction(torch.autograd.Function):
         if not inplace:
             ctx.mode = "input"
             ctx.save_for_backward(x, w_x)
-            return torch._prelu_kernel(x, wv)
+            return _out_of_place(x, w_x, wv)
         mode = _save_mode(w_x, x.dtype)
         ctx.mode = mode
         if mode == "input":
@@ -235,8 +284,12 @@ class _PReLUFunction(torch.autograd.Function):
         s, w_x = saved[0], saved[1]
         wv = _slope_view(w_x, s)
         acc = torch.promote_types(ctx.weight_dtype, torch.float32)
+        lay = _cpp_layout(s, ctx.shared)
         if ctx.mode == "input" and not ctx.finite:
             gi, gw = _reference_backward(g, s, wv, ctx.shared, acc)
+        elif lay is not None:
+            mask = saved[2] if ctx.mode == "mask" else None
+            gi, gw = _prelu_cpu.backward(g, s, w_x, mask, lay)  # gw in fp64
         elif ctx.mode == "mask":
             gi, gw = _eager_backward(g, s, s, wv, ctx.shared, saved[2], acc)
         elif get_prelu_backend() == "compile":
@@ -244,8 +297,9 @@ class _PReLUFunction(torch.autograd.Function):
         else:
             gi, gw = _eager_backward(g, s, s, wv, ctx.shared, None, acc)
         if ctx.mode != "input":
-            # saved value is y = a * x on the negative side: divide the sum by a
-            gw = gw / w_x.to(acc).reshape(gw.shape)
+            # saved value is y = a * x on the negative side: divide the sum by a (in the
+            # sum's dtype: fp64 from the C++ kernel, else the accumulation dtype)
+            gw = gw / w_x.to(gw.dtype).reshape(gw.shape)
         if not ctx.needs_input_grad[0]:
             gi = None
         gw = gw.reshape(-1).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
@@ -296,8 +350,9 @@ def prelu(x: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch
         wv = _slope_view(w_x, x)
         if inplace:
             _inplace_forward(x, w_x, wv)
+            torch.autograd.graph.increment_version(x)  # a custom op does not bump it itself
             return x
-        return torch._prelu_kernel(x, wv)
+        return _out_of_place(x, w_x, wv)
     return _PReLUFunction.apply(x, weight, inplace)
 
 
