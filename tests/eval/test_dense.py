@@ -60,3 +60,20 @@ def test_flip_is_scored_on_the_flipped_image(valid_net):
 def test_dense_needs_an_spp_model():
     with pytest.raises(TypeError, match="features"):
         dense_scores(torch.nn.Linear(3, 3), torch.zeros(1, 3, 8, 8), (8,))
+
+
+def test_window_batch_changes_memory_not_results(valid_net):
+    fmap = torch.randn(5, 16, 6, 7, dtype=torch.float64)
+    ref = score_windows(valid_net.head, fmap, 3, window_batch=10_000)
+    for wb in (1, 4, 9):
+        torch.testing.assert_close(score_windows(valid_net.head, fmap, 3, window_batch=wb), ref)
+
+
+def test_flip_happens_before_normalisation(valid_net):
+    # a left-right asymmetric "mean image": flipping after normalising would flip it too
+    mean = torch.linspace(0, 1, 30, dtype=torch.float64).expand(1, 3, 30, 30)
+    x = torch.randn(1, 3, 30, 30, dtype=torch.float64)
+    got = dense_scores(valid_net, x, (30,), flip=True, normalize=lambda t: t - mean)
+    ref = (dense_scores(valid_net, x - mean, (30,), flip=False)
+           + dense_scores(valid_net, x.flip(-1) - mean, (30,), flip=False)) / 2
+    torch.testing.assert_close(got, ref)

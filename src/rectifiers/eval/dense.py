@@ -54,6 +54,19 @@ def _require_dense_api(model: nn.Module) -> int:
     return window
 
 
+def _resized_with_flip(images: torch.Tensor, scale: int, flip: bool,
+                       normalize: Normalize | None) -> torch.Tensor:
+    """Resized images, then (if ``flip``) their mirror images, normalised last.
+
+    Flipping before normalising matches training (flip augmentation acts on raw pixels), which
+    matters for a per-pixel mean image, whose left and right halves differ.
+    """
+    x = prepare(images, scale)
+    if flip:
+        x = torch.cat([x, x.flip(-1)])
+    return normalize(x) if normalize is not None else x
+
+
 def window_starts(size: int, window: int) -> range:
     """Top/left offsets of the stride-1 windows along a map side (one window if it is small)."""
     return range(max(size - window, 0) + 1)
@@ -72,6 +85,10 @@ def score_windows(
     kh, kw = min(window, h), min(window, w)
     rows = window_starts(h, kh)
     n_w = w - kw + 1
+    if b > 1 and b * n_w > window_batch:  # one window-row of all images is already too many
+        step = max(1, window_batch // n_w)
+        return torch.cat([score_windows(head, fmap[i : i + step], window, window_batch)
+                          for i in range(0, b, step)])
     total: torch.Tensor | None = None
     # several window-rows per head call, about window_batch windows in total
     rows_per_call = max(1, window_batch // max(1, b * n_w))
@@ -111,9 +128,7 @@ def dense_scores(
     b = images.shape[0]
     acc: torch.Tensor | None = None
     for s in scales:
-        x = prepare(images, int(s), normalize)
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
+        x = _resized_with_flip(images, int(s), flip, normalize)
         fmap = model.features(x)
         p = score_windows(model.head, fmap, window, window_batch)
         if flip:
@@ -146,9 +161,7 @@ def naive_window_scores(
     b = images.shape[0]
     acc: torch.Tensor | None = None
     for s in scales:
-        x = prepare(images, int(s), normalize)
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
+        x = _resized_with_flip(images, int(s), flip, normalize)
         # positions from the trunk's map size (computed on one image only: shape inference)
         mh, mw = model.features(x[:1]).shape[-2:]
         kh, kw = min(window, mh), min(window, mw)
