@@ -20,11 +20,13 @@ averaged with equal weight (SPP-net's multi-scale combination).
 Default scales (``default_scales``), from the model's training crop ``c``:
 
 * paper models (``c = 224``): centre and 10-view at ``s = 256``, dense at {256, 384, 480};
-* small models (e.g. ``c = 28``, Fashion-MNIST): these are trained on the native 28x28 frame
-  (pad-and-crop, no scale jitter), so the paper's up-to-2.1x test scales would be far outside
-  the training distribution. Defaults: centre at ``s = c`` (the whole image), 10-view at
-  ``s = round(8c/7)`` (the paper's 256/224 ratio, 32 for c = 28) and dense at
-  ``{c, round(8c/7), round(9c/7)}`` (28, 32, 36).
+* small models (e.g. ``c = 28``, Fashion-MNIST): the default training (pad-and-crop + flip)
+  sees the native 28x28 frame, and the ``scale_jitter_small`` preset jitters the shorter side
+  in [28, 36], the analogue of the paper's [256, 512]. The paper's test scales lie inside its
+  jitter range, so the defaults do too: centre at ``s = c`` (the whole image), 10-view at
+  ``s = round(8c/7)`` (the paper's 256/224 ratio: 32) and dense at
+  ``{c, round(8c/7), round(9c/7)}`` = {28, 32, 36}. Up-scaling by the paper's 480/224 = 2.1
+  would leave the training distribution. Override with ``--scales``.
 """
 
 from __future__ import annotations
