@@ -34,10 +34,14 @@ def _ours(x, w, g, inplace):
     return y.detach(), xo.grad, wo.grad
 
 
+@pytest.mark.parametrize("backend", ["cpp", "eager"])
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("a", SLOPES)
-def test_gradcheck_fp64_every_mode(inplace, shared, a):
+def test_gradcheck_fp64_every_mode(inplace, shared, a, backend, monkeypatch):
+    from rectifiers.nn import prelu as prelu_mod
+
+    monkeypatch.setattr(prelu_mod, "_backend", backend)
     torch.manual_seed(0)
     c = 3
     w = torch.full((1 if shared else c,), a, dtype=torch.float64)
@@ -97,6 +101,14 @@ def test_matches_torch_prelu(rank, c, shared, inplace, channels_last, dtype, a, 
     torch.testing.assert_close(gw_o, gw_r, rtol=tol, atol=tol * x.numel(), equal_nan=True)
     if channels_last and rank in (4, 5):
         assert y_o.stride() == x.stride()
+
+
+def test_eager_backend_matches_torch_prelu(monkeypatch):
+    """The same property test under the eager backend (the fallback without a compiler)."""
+    from rectifiers.nn import prelu as prelu_mod
+
+    monkeypatch.setattr(prelu_mod, "_backend", "eager")
+    test_matches_torch_prelu()
 
 
 def test_module_matches_torch_module_and_state_dict_both_ways():
@@ -265,3 +277,195 @@ def test_backend_switch_validates_name():
     assert get_prelu_backend() in ("cpp", "eager", "compile")
     with pytest.raises(ValueError, match="eager"):
         set_prelu_backend("cuda-magic")
+
+
+# ---------------------------------------------------------------- fused C++ kernels ("cpp")
+
+
+@pytest.fixture
+def cpp_backend():
+    """Run under the C++ backend; skip (with the reason) where the extension cannot build."""
+    from rectifiers.nn import _prelu_cpu
+    from rectifiers.nn.prelu import get_prelu_backend, set_prelu_backend
+
+    if not _prelu_cpu.available():
+        pytest.skip(f"C++ PReLU extension unavailable: {_prelu_cpu.load_error()}")
+    old = get_prelu_backend()
+    set_prelu_backend("cpp")
+    yield _prelu_cpu
+    set_prelu_backend(old)
+
+
+@pytest.fixture
+def count_cpp(cpp_backend, monkeypatch):
+    """Count calls into the C++ forward/backward: proves the fast path really ran."""
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        orig = getattr(cpp_backend, name)
+
+        def wrapped(*a, _orig=orig, _name=name, **k):
+            calls[_name] += 1
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(cpp_backend, name, wrapped)
+    return calls
+
+
+def _fmt(rank: int):
+    return {4: torch.channels_last, 5: torch.channels_last_3d}.get(rank)
+
+
+@pytest.mark.parametrize(
+    "rank, channels_last", [(1, False), (2, False), (3, False), (4, False), (4, True),
+                            (5, False), (5, True)]
+)
+@pytest.mark.parametrize("mode", ["plain", "inplace", "inplace_mask", "inplace_zero"])
+def test_cpp_gradcheck_fp64(count_cpp, rank, channels_last, mode):
+    torch.manual_seed(rank)
+    shared = rank == 1
+    c = 1 if shared else 3
+    x = torch.randn(_shape(rank, c), dtype=torch.float64)
+    x = x + 0.05 * x.sign()
+    if channels_last:
+        x = x.to(memory_format=_fmt(rank))
+    x.requires_grad_()
+    w = {"plain": [0.25, -0.4, 1.5], "inplace": [0.25, 0.5, 1.0],
+         "inplace_mask": [0.25, -0.5, 0.1], "inplace_zero": [0.0, 0.3, 0.2]}[mode][:c]
+    w = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    inplace = mode != "plain"
+    assert torch.autograd.gradcheck(lambda x, w: prelu(x * 1, w, inplace=inplace), (x, w))
+    assert count_cpp["forward"] > 0 and count_cpp["backward"] > 0
+
+
+@pytest.mark.parametrize(
+    "shape, channels_last",
+    [
+        ((3, 5), False),  # rank 2: rows of C, inner = 1
+        ((4, 6, 7), False),  # short planes: rows mode with inner > 1
+        ((2, 3, 40000), False),  # planes split into several work items
+        ((2, 8, 9, 11), True),  # channels_last rows
+        ((2, 4, 3, 5, 6), True),  # channels_last_3d
+        ((3, 1, 70000), False),  # one channel, long plane
+    ],
+)
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_cpp_matches_torch_prelu_fp32_bitwise(count_cpp, shape, channels_last, shared, inplace):
+    torch.manual_seed(len(shape))
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.to(memory_format=_fmt(len(shape)))
+    c = 1 if shared else shape[1]
+    w = torch.rand(c) * 0.9 + 0.05
+    g = torch.randn(shape)
+    y_r, gx_r, gw_r = _ref(x, w, g)
+    y_o, gx_o, gw_o = _ours(x, w, g, inplace)
+    assert count_cpp["forward"] == 1 and count_cpp["backward"] == 1
+    assert torch.equal(y_o, y_r) and torch.equal(gx_o, gx_r)
+    assert y_o.stride() == x.stride() and gx_o.stride() == x.stride()
+    # slope gradient: fp64 reference sum of ATen's fp32 per-element terms; ours sums the same
+    # terms in another order (fp32 blocks of <= 16384, fp64 across blocks), the reference
+    # (ATen) in fp32: both within n * eps32 * sum|terms| of the exact value
+    dims = [d for d in range(x.ndim) if shared or d != 1]
+    terms = (g * x.clamp(max=0)).double()
+    exact, scale = terms.sum(dims).reshape(-1), terms.abs().sum(dims).reshape(-1)
+    bound = 2e-7 * scale * (1 if not inplace else 4) + 1e-30
+    assert torch.all((gw_o.double() - exact).abs() <= bound)
+    assert torch.all((gw_r.double() - exact).abs() <= 50 * bound)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpp_low_precision_matches_aten(count_cpp, dtype, channels_last):
+    torch.manual_seed(1)
+    x = torch.randn(3, 5, 6, 7).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    w = torch.tensor([0.25, 0.1, 0.7, 0.3, 0.05]).to(dtype)
+    g = torch.randn(x.shape).to(dtype)
+    y_r, gx_r, _ = _ref(x, w, g)
+    y_o, gx_o, gw_o = _ours(x, w, g, inplace=False)
+    assert count_cpp["backward"] == 1
+    assert torch.equal(y_o, y_r) and torch.equal(gx_o, gx_r)  # same fp32 compute + rounding
+    # terms rounded to the dtype like ATen's per-element gradient, summed in fp32/fp64 and
+    # rounded once to the slope dtype: within half an ulp of the exact sum (+ fp32 sum error)
+    terms = (g * x.clamp(max=0)).double()
+    exact, scale = terms.sum((0, 2, 3)), terms.abs().sum((0, 2, 3))
+    half_ulp = torch.finfo(dtype).eps / 2
+    assert gw_o.dtype == dtype
+    assert torch.all((gw_o.double() - exact).abs() <= half_ulp * exact.abs() + 1e-6 * scale)
+
+
+def test_cpp_deterministic_for_any_thread_count(cpp_backend):
+    torch.manual_seed(0)
+    x = torch.randn(4, 6, 50, 50)
+    w = torch.linspace(0.1, 0.9, 6)
+    g = torch.randn(x.shape)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _ours(x, w, g, inplace=False)
+        torch.set_num_threads(2)
+        two = _ours(x, w, g, inplace=False)
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(one, two, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_cpp_odd_strides_and_expanded_grads_fall_back_or_adapt(count_cpp):
+    torch.manual_seed(0)
+    w = torch.tensor([0.2, 0.3, 0.4], requires_grad=True)
+    base = torch.randn(4, 3, 8, 8)
+    x = base[:, :, ::2].requires_grad_()  # non-dense view: the eager path takes it
+    y = prelu(x, w)
+    y.sum().backward()  # expanded (stride 0) upstream gradient
+    _, gx_r, gw_r = _ref(x.detach(), w.detach(), torch.ones(x.shape))
+    assert count_cpp["forward"] == 0
+    assert torch.equal(x.grad, gx_r)
+    torch.testing.assert_close(w.grad, gw_r)
+    # dense input with a stride-0 gradient: the C++ backward gets a dense copy of it
+    x2 = base.clone().requires_grad_()
+    w.grad = None
+    prelu(x2, w).sum().backward()
+    _, gx_r, gw_r = _ref(base, w.detach(), torch.ones(base.shape))
+    assert count_cpp["backward"] == 1
+    assert torch.equal(x2.grad, gx_r)
+    torch.testing.assert_close(w.grad, gw_r)
+
+
+def test_cpp_no_grad_inplace_bumps_version_and_is_exact(count_cpp):
+    x = torch.randn(2, 4, 5, 5)
+    expect = F.prelu(x, torch.full((4,), 0.25))
+    v0 = x._version
+    with torch.no_grad():
+        out = PReLU(4, inplace=True)(x)
+    assert out is x and torch.equal(x, expect) and x._version > v0
+    assert count_cpp["forward"] == 1
+
+
+def test_unavailable_extension_warns_once_and_falls_back(monkeypatch):
+    from rectifiers.nn import _prelu_cpu
+    from rectifiers.nn import prelu as prelu_mod
+
+    monkeypatch.setattr(_prelu_cpu, "available", lambda: False)
+    monkeypatch.setattr(_prelu_cpu, "load_error", lambda: "RuntimeError: no C++ compiler")
+    monkeypatch.setattr(prelu_mod, "_warned", False)
+    monkeypatch.setattr(prelu_mod, "_backend", "cpp")
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    w = torch.full((3,), 0.25, requires_grad=True)
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*eager"):
+        y = prelu(x, w)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second call must stay silent
+        y2 = prelu(x, w)
+    assert torch.equal(y, y2) and torch.equal(y, F.prelu(x, w))
+
+
+def test_cpp_kernel_rejects_overlapping_out(cpp_backend):
+    x = torch.randn(10)
+    w = torch.tensor([0.25])
+    with pytest.raises(RuntimeError, match="overlap"):
+        cpp_backend.forward(x[:8], w, (1, 8), x[1:9])
