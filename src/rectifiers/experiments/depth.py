@@ -1,0 +1,185 @@
+"""Convergence vs depth (paper Sec. 2.3, Figs. 2-3): He vs Xavier on deep plain ReLU nets.
+
+The paper trains plain (no batch norm, no skip) ReLU nets: at 22 weight layers both
+initialisations converge and He starts reducing the error earlier (Fig. 2); at 30 layers
+Xavier stalls completely - its gradients vanish - while He converges (Fig. 3). Xavier's
+N(0, 1/n) loses a factor 1/2 of variance per ReLU layer (Eq. 9), so after L layers the
+signal is scaled by 2^(-L/2): ~2^-11 at 22 layers, ~2^-15 at 30.
+
+Here: ``plain_small`` (all convs 3x3, no BN, no skip; ``depth`` counts convs + 3 fc) with
+ReLU on a Fashion-MNIST subset, SGD at the paper's lr 0.01 (constant, as in the paper's
+first epochs), per-epoch test error for several seeds, and the gradient norm of the first
+conv layer at every step.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from rectifiers.experiments.report import Section, markdown_table, new_figure, save_figure
+from rectifiers.experiments.runs import (
+    FitSettings,
+    first_and_last_conv,
+    fit,
+    load_data,
+    seeded_model,
+)
+from rectifiers.experiments.stats import summarize
+
+INITS: tuple[str, ...] = ("he", "xavier")
+COLORS = {"he": "tab:red", "xavier": "tab:blue"}  # the paper's Fig. 2/3 colours
+LABELS = {"he": "He (ours in the paper)", "xavier": "Xavier"}
+
+
+@dataclass(frozen=True)
+class DepthSettings:
+    depths: tuple[int, ...] = (22, 30)
+    width: int = 8
+    seeds: int = 2
+    n_train: int = 2000
+    n_test: int = 1000
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float = 0.01
+    data_source: str = "fashion_mnist"
+
+
+QUICK = DepthSettings()
+FULL = DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9)
+TINY = DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
+                     batch_size=32)
+
+
+def _converged(curve: list[float], chance: float) -> bool:
+    """A run converges when it ends at least 10 points below chance-level error."""
+    return curve[-1] < chance - 0.10
+
+
+def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: str | None = None,
+        progress: Callable[[str], None] = print) -> Section:
+    """Train every (depth, init, seed); write ``depth_curves.png``, ``depth_grads.png``."""
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    data = load_data(settings.n_train, settings.n_test, data_dir, settings.data_source)
+    chance = 1.0 - 1.0 / data.num_classes
+    fs = FitSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
+                     sched="constant")
+    curves: dict[tuple[int, str], list[list[float]]] = {}
+    grads: dict[tuple[int, str], list[list[float]]] = {}
+    n_runs = len(settings.depths) * len(INITS) * settings.seeds
+    done = 0
+    for depth in settings.depths:
+        for init in INITS:
+            for seed in range(settings.seeds):
+                model = seeded_model("plain_small", seed, "relu", init, depth=depth,
+                                     width=settings.width, drop_rate=0.0)
+                conv1, _ = first_and_last_conv(model)
+                g: list[float] = []
+
+                def record(_step: int, _m, conv1=conv1, g=g) -> None:
+                    g.append(float(conv1.weight.grad.norm()))
+
+                res = fit(model, data, fs, seed, on_step=record)
+                curves.setdefault((depth, init), []).append(res.test_err)
+                grads.setdefault((depth, init), []).append(g)
+                done += 1
+                progress(f"  depth {depth:>2} {init:<6} seed {seed}: test error "
+                         f"{res.test_err[0]:.3f} -> {res.test_err[-1]:.3f} "
+                         f"({res.seconds:.0f} s, {done}/{n_runs})")
+
+    # ---- plots: error curves (one panel per depth) and conv1 gradient norms (log scale)
+    fig, axes = new_figure(ncols=len(settings.depths), width=4.6)
+    for ax, depth in zip(axes[0], settings.depths, strict=True):
+        for init in INITS:
+            runs = curves[(depth, init)]
+            epochs = range(len(runs[0]))
+            for i, c in enumerate(runs):
+                ax.plot(epochs, c, color=COLORS[init], alpha=0.8, marker="o", ms=3,
+                        label=LABELS[init] if i == 0 else None)
+        ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
+        ax.set_title(f"{depth}-layer plain ReLU net")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test top-1 error")
+        ax.set_ylim(0, 1)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, out / "depth_curves.png")
+
+    fig, axes = new_figure(ncols=len(settings.depths), width=4.6)
+    for ax, depth in zip(axes[0], settings.depths, strict=True):
+        for init in INITS:
+            for i, g in enumerate(grads[(depth, init)]):
+                # Exact zeros (underflow) cannot be drawn on a log axis; show them at the floor.
+                ax.plot([max(v, 1e-12) for v in g], color=COLORS[init], alpha=0.7, lw=0.8,
+                        label=LABELS[init] if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_title(f"{depth} layers: gradient norm of conv1")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("||dE/dW_conv1||")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    save_figure(fig, out / "depth_grads.png")
+
+    # ---- numbers
+    rows, verdict_parts, data_out = [], {}, {}
+    for depth in settings.depths:
+        for init in INITS:
+            finals = [c[-1] for c in curves[(depth, init)]]
+            first = [c[1] for c in curves[(depth, init)]]
+            g0 = [g[0] for g in grads[(depth, init)] if g]
+            s = summarize(finals)
+            conv = sum(_converged(c, chance) for c in curves[(depth, init)])
+            rows.append([depth, init, f"{statistics.fmean(first):.3f}",
+                         f"{s.mean:.3f} ± {s.std if s.n > 1 else 0:.3f}",
+                         f"{conv}/{len(finals)}", f"{statistics.fmean(g0):.2e}"])
+            verdict_parts[(depth, init)] = conv / len(finals)
+            data_out[f"{depth}/{init}"] = {"test_err": curves[(depth, init)],
+                                          "conv1_grad_norm_first": g0}
+    table = markdown_table(["weight layers", "init", "error after epoch 1",
+                            f"final error (epoch {settings.epochs})", "runs converged",
+                            "conv1 grad norm at step 0"], rows)
+
+    deep, shallow = max(settings.depths), min(settings.depths)
+    he_deep, xa_deep = verdict_parts[(deep, "he")], verdict_parts[(deep, "xavier")]
+    he_sh, xa_sh = verdict_parts[(shallow, "he")], verdict_parts[(shallow, "xavier")]
+    he_earlier = (statistics.fmean(c[1] for c in curves[(shallow, "he")])
+                  < statistics.fmean(c[1] for c in curves[(shallow, "xavier")]))
+    deep_ok = he_deep == 1.0 and xa_deep == 0.0
+    shallow_ok = he_sh == 1.0 and xa_sh == 1.0 and he_earlier
+    if deep_ok and shallow_ok:
+        verdict = "reproduced"
+    elif deep_ok or (he_deep > xa_deep):
+        verdict = "partly reproduced"
+    else:
+        verdict = "not reproduced"
+    note = (f"{deep} layers: He converged in {he_deep:.0%} of runs, Xavier in {xa_deep:.0%}; "
+            f"{shallow} layers: He {he_sh:.0%}, Xavier {xa_sh:.0%}, He "
+            f"{'ahead' if he_earlier else 'not ahead'} after epoch 1")
+    result = (note + f" (converged = final test error at least 10 points below chance, "
+              f"{chance:.2f}). The conv1 gradient norm at the first step is the direct test of "
+              "the mechanism: Xavier's is smaller by roughly 2^(L/2) (the per-layer factor "
+              "1/√2 of Eq. 9 compounded over the backward pass), He's is O(1).")
+    if not shallow_ok:
+        result += (f" At {shallow} layers the paper's \"both converge\" needs Xavier to "
+                   f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; in our short runs it "
+                   f"{'did' if xa_sh == 1.0 else 'did not (yet)'}.")
+    return Section(
+        key="depth", title="2. Convergence vs depth (He vs Xavier)",
+        claim=("Sec. 2.3, Figs. 2-3: a 22-layer plain ReLU net converges with both inits, He "
+               "reducing the error earlier; a 30-layer plain net converges with He init "
+               "(top-1 error 38.56 % on ImageNet) while Xavier \"completely stalls\" because "
+               "its gradients vanish."),
+        setup=(f"`plain_small` (3x3 convs, no BN, no skip, width {settings.width}/"
+               f"{2 * settings.width}, dropout off) with ReLU, depths {settings.depths}; "
+               f"{settings.n_train} Fashion-MNIST training images, test error on "
+               f"{settings.n_test} test images; SGD lr {settings.lr} (constant), momentum 0.9, "
+               f"wd 5e-4, batch {settings.batch_size}, {settings.epochs} epochs, "
+               f"{settings.seeds} seeds."),
+        result=result, tables=[table], plots=["depth_curves.png", "depth_grads.png"],
+        verdict=verdict, verdict_note=note, command=command, data=data_out,
+        seconds=time.perf_counter() - t0,
+    )
