@@ -93,3 +93,9 @@ def test_rgb_32x32_input() -> None:
     m = create_model("prelunet_small", num_classes=10, in_chans=3, input_size=32)
     assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     assert complexity(m)["input_size"] == (3, 32, 32)
+
+
+def test_wrong_channel_count_fails_clearly() -> None:
+    m = create_model("prelunet_small", num_classes=10, in_chans=1)
+    with pytest.raises(ValueError, match=r"expected a \(N, 1, H, W\) image batch"):
+        m(torch.randn(2, 3, 28, 28))

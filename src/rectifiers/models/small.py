@@ -37,9 +37,10 @@ def prelunet_small(num_classes: int = 10, in_chans: int = 1, act: str = "prelu",
 
     ``conv1 3x3 w1 -> pool 2/2 -> 2x conv 3x3 w2 -> pool 2/2 -> 2x conv 3x3 w3 -> SPP -> fc
     fc_dim -> fc fc_dim -> fc num_classes``; all 3x3 convs pad 1, so maps are 28 -> 14 -> 7
-    (32 -> 16 -> 8) and ``window`` is ``input_size // 4``. Like model A, the first stage is a
-    single wide-stride-equivalent layer and depth goes to the small maps. About 22 M
-    multiply-adds and 0.8 M parameters at 28x28 with the defaults.
+    (32 -> 16 -> 8) and ``window`` is ``input_size // 4``. As in model A, the largest map gets
+    a single conv and the depth goes to the smaller maps. About 22 M multiply-adds and 0.8 M
+    parameters at 28x28 with the defaults; one epoch of Fashion-MNIST (batch 128, fp32) costs
+    about 2 CPU-minutes on one core, about 1 minute on 2 idle cores.
     """
     _check_input_size(input_size, 8)
     if len(widths) != 3:

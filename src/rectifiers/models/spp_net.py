@@ -142,6 +142,9 @@ class SPPNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Conv trunk: image ``(N, C, H, W)`` -> last feature map (before SPP)."""
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(f"expected a (N, {self.in_chans}, H, W) image batch (in_chans="
+                             f"{self.in_chans}), got shape {tuple(x.shape)}")
         return self.trunk(x)
 
     def head(self, fmap: torch.Tensor) -> torch.Tensor:
