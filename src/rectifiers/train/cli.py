@@ -31,6 +31,14 @@ from rectifiers.train.config import (
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.default is not dataclasses.MISSING}
 
+DESCRIPTION = """Train a model with the paper's recipe (He et al. 2015, Sec. 3).
+
+With no arguments: the small PReLU-net on Fashion-MNIST (a few minutes on 2 CPU cores,
+>= 90 % test accuracy); prints the test accuracy and the learned per-layer PReLU slopes.
+--paper-recipe switches the defaults to the paper's ImageNet recipe: SGD momentum 0.9, weight
+decay 5e-4 (never on PReLU slopes), batch 128, lr 0.01 divided by 10 on plateau twice, 80 epochs,
+dropout 0.5, fp32. Flags given explicitly override either set of defaults."""
+
 EPILOG = """examples:
   rectifiers train                                   # small PReLU-net on Fashion-MNIST
   rectifiers train --act relu --init xavier          # the same net with ReLU / Xavier init
@@ -50,8 +58,7 @@ def _d(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="rectifiers train", description=__doc__.split("\n\n")[0] + "\n\n" +
-        __doc__.split("\n\n")[1], epilog=EPILOG,
+        prog="rectifiers train", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter, argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("model")
     g.add_argument("--model", help="model name, see rectifiers.models.list_models()" + _d("model"))

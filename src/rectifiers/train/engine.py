@@ -162,27 +162,38 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def learned_slopes(model: nn.Module) -> list[dict[str, Any]]:
-    """Per-layer summary of learnable negative slopes (PReLU a_i, paper Table 1)."""
+    """Per-layer summary of the learned PReLU slopes a_i (paper Table 1 reports their mean).
+
+    Uses :func:`rectifiers.analysis.slopes.learned_slopes`; the fallback below gives the same
+    rows (layer, variant, num_parameters, mean, std, min, max) if the analysis package is absent.
+    """
+    try:
+        from rectifiers.analysis.slopes import learned_slopes as analysis_slopes
+    except ImportError:
+        analysis_slopes = None
+    if analysis_slopes is not None:
+        return analysis_slopes(model)
     rows = []
     for name, m in model.named_modules():
-        w = getattr(m, "weight", None)
-        is_slope = isinstance(m, nn.PReLU) or (
-            getattr(m, "no_weight_decay", False) and isinstance(w, torch.Tensor) and w.ndim == 1)
-        if is_slope and isinstance(w, torch.Tensor):
-            a = w.detach().float().cpu()
-            rows.append({"layer": name, "channels": a.numel(), "mean": a.mean().item(),
+        if isinstance(m, nn.PReLU) or type(m).__name__ == "PReLU":
+            a = m.weight.detach().double().reshape(-1)
+            rows.append({"layer": name, "num_parameters": a.numel(),
+                         "variant": "channel-shared" if a.numel() == 1 else "channel-wise",
+                         "mean": a.mean().item(), "std": a.std(unbiased=False).item(),
                          "min": a.min().item(), "max": a.max().item()})
     return rows
 
 
 def format_slopes(rows: list[dict[str, Any]]) -> str:
+    """A small text table of :func:`learned_slopes` rows."""
     if not rows:
         return "(no learnable slopes in this model)"
     width = max(len("layer"), *(len(r["layer"]) for r in rows))
-    lines = [f"{'layer':<{width}}  {'channels':>8}  {'mean a':>7}  {'min a':>7}  {'max a':>7}"]
+    lines = [f"{'layer':<{width}}  {'slopes':>6}  {'mean a':>7}  {'std':>6}  {'min a':>7}  "
+             f"{'max a':>7}"]
     for r in rows:
-        lines.append(f"{r['layer']:<{width}}  {r['channels']:>8}  {r['mean']:>7.3f}  "
-                     f"{r['min']:>7.3f}  {r['max']:>7.3f}")
+        lines.append(f"{r['layer']:<{width}}  {r['num_parameters']:>6}  {r['mean']:>7.3f}  "
+                     f"{r['std']:>6.3f}  {r['min']:>7.3f}  {r['max']:>7.3f}")
     return "\n".join(lines)
 
 
