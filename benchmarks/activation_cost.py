@@ -3,9 +3,13 @@
 Prints two tables, every variant measured interleaved in one process (A B C ... A B C ...,
 median over rounds after warm-up) so machine load hits all variants alike:
 
-1. ReLU / LeakyReLU / torch.nn.PReLU / ours (shared, channel-wise, in-place or not),
-   contiguous and channels_last, on a (32, 64, 56, 56) fp32 tensor;
-2. every registered activation (contiguous).
+1. ReLU / LeakyReLU / torch.nn.PReLU / ours (shared, channel-wise, in-place or not; the
+   default fused C++ backend ``[cpp]`` and the ``[eager]`` fallback), contiguous and
+   channels_last, on a (32, 64, 56, 56) fp32 tensor;
+2. every registered activation (contiguous);
+3. with ``--focus``: only in-place ReLU vs ours channel-wise ``[cpp]`` (in-place or not), both
+   layouts, many interleaved rounds; prints the median of the per-round ratios too (the
+   robust number on a loaded machine).
 
 Columns: median ms of one forward+backward, ratio to in-place ReLU, unique bytes saved for
 backward (storages deduplicated by pointer, via ``saved_tensors_hooks``), and the extra bytes
@@ -14,7 +18,7 @@ over in-place ReLU (which keeps only its output, i.e. the input buffer itself).
 Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
-        .venv/bin/python benchmarks/activation_cost.py [--quick] [--compile]
+        .venv/bin/python benchmarks/activation_cost.py [--quick] [--compile] [--focus]
 
 ``--compile`` adds rows for ``set_prelu_backend("compile")`` (costs ~20-30 s per shape to
 compile on a 2-core CPU, needs a C++ compiler).
@@ -91,15 +95,15 @@ def print_table(title: str, results, ref_name: str) -> None:
     ref = {fmt: (ms, nb) for name, fmt, ms, nb in results if name == ref_name}
     mb = 2**20
     print(f"\n{title}")
-    print(f"| {'variant':37s} | {'layout':13s} | median ms | x relu_ | saved MB "
+    print(f"| {'variant':40s} | {'layout':13s} | median ms | x relu_ | saved MB "
           "| saved+out MB | extra MB vs relu_ |")
-    print(f"|{'-' * 39}|{'-' * 15}|-----------|---------|----------|--------------|"
+    print(f"|{'-' * 42}|{'-' * 15}|-----------|---------|----------|--------------|"
           "-------------------|")
     for name, fmt, ms, (sv, kept) in results:
         rms, (_, rkept) = ref[fmt]
         layout = "channels_last" if fmt == torch.channels_last else "contiguous"
         print(
-            f"| {name:37s} | {layout:13s} | {ms:9.2f} | {ms / rms:7.2f} | {sv / mb:8.2f} "
+            f"| {name:40s} | {layout:13s} | {ms:9.2f} | {ms / rms:7.2f} | {sv / mb:8.2f} "
             f"| {kept / mb:12.2f} | {(kept - rkept) / mb:17.2f} |"
         )
 
@@ -109,16 +113,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small shape, few repeats (smoke)")
     ap.add_argument("--compile", action="store_true", help="add torch.compile backend rows")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--focus", type=int, default=0, metavar="ROUNDS",
+                    help="only the focused ReLU_ vs channel-wise [cpp] comparison, ROUNDS rounds")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     shape = (4, 16, 28, 28) if args.quick else (32, 64, 56, 56)
     rounds, iters, warmup = (2, 2, 1) if args.quick else (9, 3, 2)
     c = shape[1]
+    if args.focus:
+        focus(shape, args.focus)
+        return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {shape} fp32, "
           f"{rounds}x{iters} timed steps per variant after {warmup} warm-up rounds")
 
-    def ours(n, inplace, backend="eager"):
+    def ours(n, inplace, backend="cpp"):
         def build():
             set_prelu_backend(backend)
             return _Backend(PReLU(n, inplace=inplace), backend)
@@ -132,10 +141,13 @@ def main() -> None:
         ("LeakyReLU(0.01) in-place", lambda: nn.LeakyReLU(0.01, inplace=True)),
         ("torch.nn.PReLU shared", lambda: nn.PReLU(1)),
         ("torch.nn.PReLU channel-wise", lambda: nn.PReLU(c)),
-        ("ours PReLU shared", ours(1, False)),
-        ("ours PReLU channel-wise", ours(c, False)),
-        ("ours PReLU shared in-place", ours(1, True)),
-        ("ours PReLU channel-wise in-place", ours(c, True)),
+        ("ours PReLU shared [cpp]", ours(1, False)),
+        ("ours PReLU channel-wise [cpp]", ours(c, False)),
+        ("ours PReLU shared in-place [cpp]", ours(1, True)),
+        ("ours PReLU channel-wise in-place [cpp]", ours(c, True)),
+        ("ours PReLU shared [eager]", ours(1, False, "eager")),
+        ("ours PReLU channel-wise [eager]", ours(c, False, "eager")),
+        ("ours PReLU ch-wise in-place [eager]", ours(c, True, "eager")),
     ]
     if args.compile:
         core += [
@@ -153,9 +165,39 @@ def main() -> None:
     for name in list_activations():
         zoo.append((name, torch.contiguous_format,
                     lambda name=name: make_activation(name, channels=c)))
-    set_prelu_backend("eager")
+    set_prelu_backend("cpp")
     print_table("Table 2: activation zoo (make_activation defaults), forward+backward",
                 run_table(zoo, shape, rounds, iters, warmup), "ReLU in-place")
+
+
+def focus(shape: tuple[int, ...], rounds: int) -> None:
+    """In-place ReLU vs ours channel-wise [cpp], interleaved step by step, both layouts."""
+    torch.manual_seed(0)
+    base = torch.randn(shape)
+    c = shape[1]
+    names = ["ReLU in-place", "ours channel-wise [cpp]", "ours channel-wise in-place [cpp]"]
+    set_prelu_backend("cpp")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, input {shape} fp32, "
+          f"{rounds} interleaved rounds after 3 warm-up rounds")
+    print("| layout | variant | median ms | x relu_ (ratio of medians) | median per-round ratio |")
+    print("|---|---|---|---|---|")
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = base.contiguous(memory_format=fmt)
+        grad = torch.randn_like(x)
+        acts = [nn.ReLU(inplace=True), PReLU(c), PReLU(c, inplace=True)]
+        steps = [make_step(a, x.clone().requires_grad_(), grad) for a in acts]
+        times: list[list[float]] = [[] for _ in acts]
+        for r in range(rounds + 3):
+            for i, step in enumerate(steps):
+                t = step()
+                if r >= 3:
+                    times[i].append(t)
+        layout = "channels_last" if fmt == torch.channels_last else "contiguous"
+        ref = statistics.median(times[0])
+        for name, ts in zip(names, times, strict=True):
+            per_round = statistics.median(t / r0 for t, r0 in zip(ts, times[0], strict=True))
+            med = statistics.median(ts)
+            print(f"| {layout} | {name} | {med * 1e3:.2f} | {med / ref:.2f} | {per_round:.2f} |")
 
 
 class _Backend(nn.Module):

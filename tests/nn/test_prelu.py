@@ -469,3 +469,28 @@ def test_cpp_kernel_rejects_overlapping_out(cpp_backend):
     w = torch.tensor([0.25])
     with pytest.raises(RuntimeError, match="overlap"):
         cpp_backend.forward(x[:8], w, (1, 8), x[1:9])
+
+
+@pytest.mark.slow
+def test_cpp_extension_builds_from_an_empty_cache(tmp_path):
+    """A fresh machine: compile into an empty cache dir in a new process, then use it."""
+    import os
+    import subprocess
+    import sys
+
+    from rectifiers.nn import _prelu_cpu
+
+    try:
+        _prelu_cpu._compiler()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    code = (
+        "import torch; from rectifiers.nn import _prelu_cpu as m; "
+        "assert m.available(), m.load_error(); "
+        "x = torch.randn(2, 3, 4, 4); w = torch.full((3,), 0.2); y = torch.empty_like(x); "
+        "m.forward(x, w, (3, 16), y); "
+        "assert torch.equal(y, torch.nn.functional.prelu(x, w))"
+    )
+    env = dict(os.environ, RECTIFIERS_CACHE=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=900)
+    assert list(tmp_path.glob("ext/prelu_cpu_*/prelu_cpu.so"))

@@ -132,7 +132,14 @@ def _load() -> bool:
             cxx = _compiler()
             so = _library_path(cxx)
             if not so.exists():
-                _build(so, cxx)
+                try:
+                    _build(so, cxx)
+                except OSError:
+                    # unwritable cache (read-only home): build into a per-user temp dir
+                    so = Path(tempfile.gettempdir()) / f"rectifiers-{os.getuid()}" / (
+                        so.parent.name) / so.name
+                    if not so.exists():
+                        _build(so, cxx)
             torch.ops.load_library(str(so))
             _state["loaded"] = True
         except Exception as e:  # any failure means: use the eager path, say why once
