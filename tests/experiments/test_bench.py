@@ -295,3 +295,12 @@ def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
     assert {c.act for c in cells} == {"relu", "prelu"}
     relu = next(c for c in cells if c.act == "relu")
     assert relu.vs_baseline == "prelu" and 0.0 <= relu.disagreement <= 1.0
+
+
+def test_missing_dataset_is_a_clear_error_not_a_trace(tmp_path, capsys):
+    argv = ["--preset", "quick", "--out", str(tmp_path / "o"), "--data-dir",
+            str(tmp_path / "nowhere"), "--no-cost", "--device", "cpu"]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--data-dir" in err
+    assert read_rows(tmp_path / "o" / "runs.csv") == []

@@ -749,7 +749,7 @@ def measure_bench_costs(acts: Sequence[str], settings: BenchSettings, depth: int
 
     model_costs = measure_model_costs({a: builder(a) for a in acts}, (batch, 1, 28, 28), 10,
                                       repeats=repeats, warmup=warmup, device=device)
-    act_shape = (batch, width, 28, 28)
+    act_shape = (batch, width, 14, 14)  # conv1 is 3x3/2: the first maps are 14x14
     act_costs = measure_activation_costs(acts, act_shape, repeats=2 * repeats, warmup=warmup,
                                          device=device)
     return {
@@ -901,6 +901,8 @@ def _validate_names(grid: Grid, baseline: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from rectifiers.data.idx import DatasetError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "summarize":
@@ -928,6 +930,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("[bench] interrupted; finished runs are saved, rerun the same command to resume",
               file=sys.stderr)
         return 130
-    except ValueError as exc:
+    except (ValueError, DatasetError) as exc:  # bad input or missing data: message, no trace
         print(f"rectifiers bench: error: {exc}", file=sys.stderr)
         return 2
