@@ -286,13 +286,15 @@ class _PReLUFunction(torch.autograd.Function):
         wv = _slope_view(w_x, s)
         acc = torch.promote_types(ctx.weight_dtype, torch.float32)
         lay = _cpp_layout(s, ctx.shared)
-        # w_x shares weight's version counter: autograd refuses a backward after the slopes
-        # changed, so checking finiteness here (not in forward) sees the same values
-        if ctx.mode == "input" and not bool(torch.isfinite(w_x).all()):
-            gi, gw = _reference_backward(g, s, wv, ctx.shared, acc)
-        elif lay is not None:
+        if lay is not None:
+            # the same selects as ATen's backward, exact for any slope (nan/inf included):
+            # the slope term g * x does not involve a
             mask = saved[2] if ctx.mode == "mask" else None
             gi, gw = _prelu_cpu.backward(g, s, w_x, mask, lay)  # gw in fp64
+        # w_x shares weight's version counter: autograd refuses a backward after the slopes
+        # changed, so checking finiteness here (not in forward) sees the same values
+        elif ctx.mode == "input" and not bool(torch.isfinite(w_x).all()):
+            gi, gw = _reference_backward(g, s, wv, ctx.shared, acc)
         elif ctx.mode == "mask":
             gi, gw = _eager_backward(g, s, s, wv, ctx.shared, saved[2], acc)
         elif get_prelu_backend() == "compile":
