@@ -138,3 +138,10 @@ def test_config_rejects_bad_values_naming_the_field(bad, match):
 def test_fp16_on_cpu_is_a_clear_error():
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         train(tiny_config(amp="fp16", device="cpu"))
+
+
+def test_max_steps_stops_mid_epoch_and_subsets_are_respected():
+    res = train(tiny_config(epochs=3, max_steps=5, max_train_samples=128, max_val_samples=20))
+    assert res.steps == 5  # 128 samples / batch 32 = 4 steps per epoch: stops inside epoch 2
+    assert len(res.history) == 2
+    assert res.history[-1]["epoch"] == 2

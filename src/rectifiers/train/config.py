@@ -88,7 +88,9 @@ class TrainConfig:
     decay_epochs: tuple[int, ...] = ()
     warmup_epochs: float = 0.5
     lr_min: float = 0.0
-    max_steps: int | None = None  # stop after this many optimiser steps in total (benchmarks)
+    # Stop after this many optimiser steps in total (benchmarks); the last history row then
+    # covers a partial epoch, and the checkpoint resumes inside it.
+    max_steps: int | None = None
 
     # --- execution -------------------------------------------------------------------------
     device: str = "auto"
