@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rectifiers.eval.dense import dense_scores, naive_window_scores, score_windows
 
@@ -77,3 +78,29 @@ def test_flip_happens_before_normalisation(valid_net):
     ref = (dense_scores(valid_net, x - mean, (30,), flip=False)
            + dense_scores(valid_net, x.flip(-1) - mean, (30,), flip=False)) / 2
     torch.testing.assert_close(got, ref)
+
+
+def test_spp_fast_path_equals_pooling_each_window():
+    from rectifiers.eval.dense import spp_head_parts
+    from rectifiers.models import create_model
+
+    torch.manual_seed(3)
+    m = create_model("prelunet_small", num_classes=10, in_chans=1, widths=(4, 8, 8),
+                     fc_dim=16, spp_levels=(7, 3, 2, 1)).eval().double()
+    assert spp_head_parts(m) is not None
+    x = torch.randn(3, 1, 36, 44, dtype=torch.float64)
+    for scales in ((28,), (36, 40), (20,)):  # 20: map smaller than the window
+        fast = dense_scores(m, x, scales, window_batch=50)
+        slow = dense_scores(m, x, scales, window_batch=50, fast_spp=False)
+        torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 6, 7, 8, 13, 14])
+def test_sliding_max_equals_max_pool(k):
+    from rectifiers.eval.dense import sliding_max
+
+    x = torch.randn(2, 3, 15, 17)
+    torch.testing.assert_close(sliding_max(x, k, 2), F.max_pool2d(x, (k, 1), stride=1),
+                               rtol=0, atol=0)
+    torch.testing.assert_close(sliding_max(x, k, 3), F.max_pool2d(x, (1, k), stride=1),
+                               rtol=0, atol=0)

@@ -108,6 +108,100 @@ def score_windows(
     return total / (len(starts) * n_w)
 
 
+def _adaptive_bins(size: int, n: int) -> list[tuple[int, int]]:
+    """Bins of adaptive pooling along one axis: ``[floor(i*a/n), ceil((i+1)*a/n))``."""
+    return [((i * size) // n, -((-(i + 1) * size) // n)) for i in range(n)]
+
+
+def spp_head_parts(model: nn.Module) -> tuple[tuple[int, ...], nn.Module] | None:
+    """``(levels, classifier)`` when ``model.head`` is exactly ``classifier(SPP-max(fmap))``.
+
+    True for :class:`rectifiers.models.spp_net.SPPNet` with the adaptive max SPP; then every
+    window's SPP vector can be read off a few stride-1 max-pools of the whole map
+    (:func:`spp_all_windows`) instead of pooling each window separately.
+    """
+    from rectifiers.models.spp_net import SPPNet
+    from rectifiers.nn import SPP
+
+    spp = getattr(model, "spp", None)
+    if (type(model).head is SPPNet.head and isinstance(spp, SPP) and spp.rule == "adaptive"
+            and spp.pool == "max"):
+        return spp.levels, model.classifier
+    return None
+
+
+def sliding_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
+    """``out[i] = max(x[i : i + k])`` along ``dim`` (stride 1, length ``L - k + 1``).
+
+    Doubling: after step t, ``m[i] = max(x[i : i + 2^t])``; a window of ``k <= 2p`` is the
+    union of ``[i, i + p)`` and ``[i + k - p, i + k)``. About log2(k) elementwise maxima
+    instead of k compares per output (``max_pool2d`` with a stride-1 k x 1 kernel).
+    """
+    if k == 1:
+        return x
+    m, p = x, 1
+    while 2 * p <= k:
+        n = m.shape[dim] - p
+        m = torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, p, n))
+        p *= 2
+    if p == k:
+        return m
+    n = x.shape[dim] - k + 1
+    return torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, k - p, n))
+
+
+def spp_all_windows(fmap: torch.Tensor, levels: Sequence[int], kh: int, kw: int) -> torch.Tensor:
+    """SPP vectors of every ``kh x kw`` window (stride 1) of ``fmap``: (B, nH, nW, C*sum n^2).
+
+    Bin ``(r0:r1, c0:c1)`` of the window at ``(i, j)`` is ``fmap[i+r0:i+r1, j+c0:j+c1]``, so
+    its max over all windows is ``max_pool2d(fmap, (r1-r0, c1-c0), stride=1)`` read at
+    ``(i+r0, j+c0)``: one (separable) pool per distinct bin size, no per-window copies.
+    Equal (max is exact) to ``SPP(levels)`` applied to each window; layout as ``SPP``: per
+    level (C, n, n).
+    """
+    b, c, h, w = fmap.shape
+    nh, nw = h - kh + 1, w - kw + 1
+    # Box max = row max then column max (separable), each a sliding max in O(log k) passes.
+    rows: dict[int, torch.Tensor] = {}
+    pooled: dict[tuple[int, int], torch.Tensor] = {}
+
+    def box_max(kr: int, kc: int) -> torch.Tensor:
+        if (kr, kc) not in pooled:
+            if kr not in rows:
+                rows[kr] = sliding_max(fmap, kr, 2)
+            pooled[kr, kc] = sliding_max(rows[kr], kc, 3)
+        return pooled[kr, kc]
+
+    out = []
+    for n in levels:
+        cells = []
+        for r0, r1 in _adaptive_bins(kh, n):
+            for c0, c1 in _adaptive_bins(kw, n):
+                cells.append(box_max(r1 - r0, c1 - c0)[:, :, r0 : r0 + nh, c0 : c0 + nw])
+        out.append(torch.stack(cells, 2).reshape(b, c * n * n, nh, nw))
+    return torch.cat(out, 1).permute(0, 2, 3, 1)
+
+
+@torch.no_grad()
+def score_windows_spp(
+    levels: Sequence[int], classifier: nn.Module, fmap: torch.Tensor, window: int,
+    window_batch: int = 512,
+) -> torch.Tensor:
+    """:func:`score_windows` for an SPP + classifier head, via :func:`spp_all_windows`."""
+    b, c, h, w = fmap.shape
+    kh, kw = min(window, h), min(window, w)
+    per_image = (h - kh + 1) * (w - kw + 1)
+    step = max(1, window_batch // per_image)  # images whose SPP vectors are held at once
+    outs = []
+    for i in range(0, b, step):
+        f = fmap[i : i + step]
+        feats = spp_all_windows(f, levels, kh, kw).reshape(f.shape[0] * per_image, -1)
+        probs = torch.cat([softmax_scores(classifier(feats[j : j + window_batch]))
+                           for j in range(0, feats.shape[0], window_batch)])
+        outs.append(probs.view(f.shape[0], per_image, -1).mean(1))
+    return torch.cat(outs)
+
+
 @torch.no_grad()
 def dense_scores(
     model: nn.Module,
@@ -116,13 +210,17 @@ def dense_scores(
     flip: bool = True,
     window_batch: int = 512,
     normalize: Normalize | None = None,
+    fast_spp: bool = True,
 ) -> torch.Tensor:
     """The paper's dense (multi-scale) testing: softmax scores (B, K).
 
     ``score = mean_s mean_{f in {id, flip}} mean_{windows w of trunk(f(resize_s(x)))}
     softmax(head(w))`` -- the trunk runs once per scale (image and flip in one batch).
+    With ``fast_spp`` and an SPP-net head, window SPP vectors come from stride-1 max-pools of
+    the whole map (:func:`spp_all_windows`); otherwise each window goes through ``head``.
     """
     window = _require_dense_api(model)
+    parts = spp_head_parts(model) if fast_spp else None
     if images.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")
     b = images.shape[0]
@@ -130,7 +228,10 @@ def dense_scores(
     for s in scales:
         x = _resized_with_flip(images, int(s), flip, normalize)
         fmap = model.features(x)
-        p = score_windows(model.head, fmap, window, window_batch)
+        if parts is not None:
+            p = score_windows_spp(parts[0], parts[1], fmap, window, window_batch)
+        else:
+            p = score_windows(model.head, fmap, window, window_batch)
         if flip:
             # both halves have the same number of windows: a plain mean is the paper's average
             p = (p[:b] + p[b:]) / 2
