@@ -56,8 +56,8 @@ PAPER_TABLE2 = {"relu": 33.82, "prelu_shared": 32.71, "prelu": 32.64}
 
 @dataclass(frozen=True)
 class RunSettings:
-    seeds: int = 3
-    n_train: int = 4000
+    seeds: int = 4
+    n_train: int = 5000
     n_test: int = 2000
     epochs: int = 3
     batch_size: int = 64

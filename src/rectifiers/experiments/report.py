@@ -155,13 +155,19 @@ def _environment() -> dict[str, Any]:
 
 
 def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, title: str,
-                 command: str, mode: str, wall_seconds: float) -> Path:
-    """Write ``report.md`` and ``results.json`` into ``out_dir``; return the Markdown path."""
+                 command: str, mode: str, wall_seconds: float,
+                 cpu_seconds: float | None = None) -> Path:
+    """Write ``report.md`` and ``results.json`` into ``out_dir``; return the Markdown path.
+
+    ``cpu_seconds`` (process CPU time, all threads) is reported next to the wall time: on a
+    shared machine the wall time says little about what an idle one would take.
+    """
     out = Path(out_dir)
     env = _environment()
     md = [f"# {title}", ""]
     md.append(
-        f"Produced by `{command}` ({mode} mode) in {wall_seconds / 60:.1f} min on "
+        f"Produced by `{command}` ({mode} mode) in {wall_seconds / 60:.1f} min wall"
+        + (f" ({cpu_seconds / 60:.1f} min CPU)" if cpu_seconds is not None else "") + " on "
         f"{env['cpu_count']} CPU core(s), {env['threads']} torch thread(s), torch "
         f"{env['torch']}, Python {env['python']}. Every number below was measured in that run; "
         "spreads are over seeds (mean ± sample std, 95 % Student-t intervals)."
@@ -187,6 +193,7 @@ def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, tit
     path = atomic_write_text(out / "report.md", "\n".join(md) + "\n")
     results = {
         "title": title, "command": command, "mode": mode, "wall_seconds": wall_seconds,
+        "cpu_seconds": cpu_seconds,
         "environment": env,
         "sections": [asdict(s) for s in sections],
     }

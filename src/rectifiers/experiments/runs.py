@@ -58,8 +58,10 @@ def load_data(n_train: int, n_test: int, data_dir: str | None = None,
     if source == "synthetic":
         from rectifiers.data.synthetic import SyntheticDataset
 
-        tr = SyntheticDataset(num_samples=n_train, seed=0, split="train")
-        te = SyntheticDataset(num_samples=n_test, seed=0, split="test")
+        tr = SyntheticDataset(num_samples=n_train, image_size=28, in_chans=1, seed=0,
+                              split="train")
+        te = SyntheticDataset(num_samples=n_test, image_size=28, in_chans=1, seed=0,
+                              split="test")
         xs = (tr.images, te.images)
         ys = (tr.labels, te.labels)
     elif source == "fashion_mnist":

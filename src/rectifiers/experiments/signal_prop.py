@@ -219,7 +219,11 @@ def run(settings: SignalSettings, out_dir: str | Path, command: str,
             f"{sum(r[-1] == 'yes' for r in rows)}/{len(rows)} configs within tolerance")
     result = (note + f". Tolerance: |ln(measured/predicted)| <= {tol:.2f}, i.e. 4 standard "
               "deviations of the accumulated finite-width/finite-batch error (see "
-              "`log_tolerance`). The fan_out form keeps the backward std constant and scales "
+              "`log_tolerance`). Eq. 9 is an expectation over weights: one finite-width net's "
+              "variance ratio is roughly log-normal with a median below its mean, which is why "
+              "a few seeds of ReLU chains land under 1 while the backward ratios, with smaller "
+              "fluctuations, sit on the prediction. The fan_out form keeps the backward std "
+              "constant and scales "
               f"the forward one by sqrt(c_2/d_L) = sqrt({settings.width}/{2 * settings.width})"
               " (Sec. 2.2); PyTorch's default init loses a factor √6 per layer.")
     return Section(

@@ -1,0 +1,180 @@
+"""Tests of `rectifiers reproduce`: each experiment end to end at a tiny size, plus the
+behaviours the report's verdicts rest on (XOR solvable by one PReLU unit, signal std
+matching the paper's closed form, dead ReLU outputs, determinism under a seed)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from rectifiers.experiments import depth, relu_vs_prelu, reproduce, signal_prop, xor
+from rectifiers.experiments.report import VERDICTS, Section, markdown_table, write_report
+from rectifiers.experiments.runs import FitSettings, fit, load_data, seeded_model
+
+# --------------------------------------------------------------------------- XOR
+
+
+def test_one_prelu_neuron_fits_xor_for_every_seed_at_lr_0_1():
+    res = xor.train_grid("prelu_neuron", xor.XorSettings(lrs=(0.1,), seeds=32, steps=1000),
+                         seed=0)
+    assert bool(res["success"].all()), res["loss"]
+    # The solution is non-monotonic: the learned slope must have turned negative.
+    assert bool((res["a"] < 0).all())
+
+
+def test_relu_mlp_fails_on_some_seeds_where_prelu_neuron_does_not():
+    s = xor.XorSettings(lrs=(0.1,), seeds=64, steps=1000)
+    mlp = xor.train_grid("relu_mlp", s, seed=0)["success"].float().mean()
+    neuron = xor.train_grid("prelu_neuron", s, seed=0)["success"].float().mean()
+    assert mlp < 1.0 and neuron == 1.0
+
+
+def test_xor_grid_gives_each_model_its_own_gradient():
+    # Summing the per-model losses must not mix models: the gradient of the sum restricted
+    # to one (lr, seed) slice equals the gradient of that slice's loss alone.
+    gen = torch.Generator().manual_seed(3)
+    params = [p.requires_grad_() for p in xor._init("relu_mlp", (2, 3), gen)]
+    x = xor.INPUTS["bipolar"]
+    loss = ((xor._forward("relu_mlp", params, x) - xor.Y) ** 2).mean(-1)
+    g_all = torch.autograd.grad(loss.sum(), params, retain_graph=True)
+    g_one = torch.autograd.grad(loss[1, 2], params)
+    for a, b in zip(g_all, g_one, strict=True):
+        torch.testing.assert_close(a[1, 2], b[1, 2])
+        assert float(b.abs().sum() - b[1, 2].abs().sum()) == 0.0
+
+
+def test_xor_rejects_unknown_model_and_encoding():
+    with pytest.raises(ValueError, match="unknown XOR model"):
+        xor.train_grid("mlp", xor.TINY)
+    with pytest.raises(ValueError, match="encoding"):
+        xor.train_grid("prelu_neuron", xor.TINY, encoding="ternary")
+
+
+# --------------------------------------------------------------------------- signal
+
+
+@pytest.mark.parametrize("scheme, act", [("he", "relu"), ("he", "prelu"), ("xavier", "relu")])
+def test_measured_signal_matches_closed_form_within_width_batch_tolerance(scheme, act):
+    from rectifiers.analysis import predicted_signal, signal_propagation
+    from rectifiers.init import initialize
+
+    depth_, width, batch, size = 6, 64, 32, 8
+    gen = torch.Generator().manual_seed(0)
+    model = signal_prop.plain_chain(depth_, width, act)
+    initialize(model, scheme, mode="fan_in", generator=gen)
+    x = torch.randn(batch, 3, size, size, generator=gen)
+    rows = signal_propagation(model, x, generator=1)
+    pred = predicted_signal(model, input_second_moment=float((x.double() ** 2).mean()))
+    for l, (r, p) in enumerate(zip(rows, pred, strict=True), start=1):
+        # ln Var drifts by ~sqrt(2/d + 2/N) per layer (see log_tolerance); 4 sigma on ln std.
+        d = r.fan_out // 9
+        n = batch * size * size * d
+        tol = 4 * 0.5 * math.sqrt(l * (2 / d + 2 / n))
+        assert abs(math.log(r.forward_std / p["forward_std"])) < tol, (l, r, p)
+    if scheme == "xavier":
+        # and the textbook factor 2^(-1/2) per ReLU layer is visible end to end
+        ratio = rows[-1].forward_std / rows[0].forward_std
+        assert abs(math.log(ratio / 2 ** (-(depth_ - 1) / 2))) < 4 * 0.5 * math.sqrt(
+            depth_ * (2 / width))
+
+
+def test_signal_experiment_writes_table_and_plot(tmp_path):
+    s = signal_prop.run(signal_prop.TINY, tmp_path, "cmd", progress=lambda _m: None)
+    assert (tmp_path / "signal.png").stat().st_size > 1000
+    assert s.verdict in VERDICTS
+    assert s.tables[0].count("\n") == 2 + len(signal_prop.CONFIGS) - 1
+    he = s.data["He fan_in, ReLU"]
+    xa = s.data["Xavier, ReLU"]
+    assert he["measured_fwd_ratio"] > 10 * xa["measured_fwd_ratio"]
+
+
+# --------------------------------------------------------------------------- training runs
+
+
+def test_fit_is_deterministic_under_a_seed():
+    data = load_data(64, 32, source="synthetic")
+    fs = FitSettings(epochs=1, batch_size=16, lr=0.01)
+    errs = []
+    for _ in range(2):
+        m = seeded_model("plain_small", 5, "relu", "he", depth=5, width=2, drop_rate=0.0)
+        errs.append(fit(m, data, fs, seed=5).step_loss)
+    assert errs[0] == errs[1]
+
+
+def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
+    st = dataclasses.replace(depth.TINY, data_source="synthetic")
+    s = depth.run(st, tmp_path, "cmd", progress=lambda _m: None)
+    assert (tmp_path / "depth_curves.png").exists() and (tmp_path / "depth_grads.png").exists()
+    assert s.verdict in VERDICTS
+    for key, v in s.data.items():
+        assert len(v["test_err"]) == st.seeds, key
+        assert all(len(c) == st.epochs + 1 for c in v["test_err"])
+
+
+def test_relu_vs_prelu_slopes_and_dead_units_sections(tmp_path):
+    st = dataclasses.replace(relu_vs_prelu.TINY, data_source="synthetic")
+    cmds = {k: k for k in ("relu-vs-prelu", "slopes", "dead")}
+    secs = relu_vs_prelu.run(("relu-vs-prelu", "slopes", "dead"), st, tmp_path, cmds,
+                             progress=lambda _m: None)
+    assert [s.key for s in secs] == ["relu-vs-prelu", "slopes", "dead"]
+    for f in ("relu_vs_prelu.png", "slopes.png", "dead_units.png"):
+        assert (tmp_path / f).stat().st_size > 1000
+    t2 = secs[0].data
+    assert set(t2["paired_vs_relu"]) == {"prelu_shared", "prelu", "leaky_relu_0.25"}
+    # slopes: one row per PReLU site (5 convs + fc1 + fc2) and values actually learned
+    layers = secs[1].data["prelu"]["layers"]
+    assert layers == ["conv1", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "fc1", "fc2"]
+    assert any(v != 0.25 for per_seed in secs[1].data["prelu"]["per_seed"] for v in per_seed)
+    # dead units: ReLU zeroes about half its outputs at init, PReLU/leaky never output 0
+    dead = secs[2].data
+    assert 0.3 < dead["relu"]["zero_fraction"][0][0] < 0.7
+    assert dead["prelu"]["zero_fraction"][0][0] == 0.0
+    assert dead["leaky_relu_0.25"]["zero_fraction"][0][-1] == 0.0
+
+
+# --------------------------------------------------------------------------- report + CLI
+
+
+def test_markdown_table_and_section_validate_input():
+    with pytest.raises(ValueError, match="cells"):
+        markdown_table(["a", "b"], [[1]])
+    with pytest.raises(ValueError, match="verdict"):
+        Section(key="k", title="t", claim="c", result="r", verdict="maybe", verdict_note="",
+                command="x")
+
+
+def test_write_report_is_self_contained_and_atomic(tmp_path):
+    s = Section(key="k", title="9. Thing", claim="paper says 1", result="we see 2",
+                verdict="not reproduced", verdict_note="2 != 1", command="rectifiers x",
+                tables=[markdown_table(["a"], [[1.5]])], plots=["p.png"], data={"v": [1, 2]})
+    path = write_report([s], tmp_path, title="T", command="cmd", mode="quick", wall_seconds=3)
+    text = path.read_text()
+    assert "**Verdict: not reproduced.**" in text and "![p](p.png)" in text
+    assert "rectifiers x" in text and "(#9-thing)" in text
+    assert json.loads((tmp_path / "results.json").read_text())["sections"][0]["data"] == {
+        "v": [1, 2]}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_cli_runs_one_experiment_and_writes_report(tmp_path, capsys):
+    rc = reproduce.main(["xor", "--smoke", "--out", str(tmp_path)])
+    assert rc == 0
+    report = (tmp_path / "report.md").read_text()
+    assert "One PReLU neuron solves XOR" in report
+    assert "rectifiers reproduce xor --smoke" in report
+    assert (tmp_path / "xor.png").exists()
+    out = capsys.readouterr().out
+    assert "reproduction summary" in out and "[1/1] xor" in out
+
+
+@pytest.mark.parametrize("argv, msg", [(["bogus"], "unknown experiment"),
+                                       (["xor", "--seeds", "1"], "--seeds")])
+def test_cli_rejects_bad_arguments(argv, msg, capsys):
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(argv)
+    assert e.value.code == 2
+    assert msg in capsys.readouterr().err
