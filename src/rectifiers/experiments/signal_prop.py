@@ -40,16 +40,18 @@ from rectifiers.experiments.report import (
     save_figure,
 )
 
-# (label, init scheme, fan mode, activation)
+# (label, init scheme, fan mode, activation). At initialisation every slope is a0 = 0.25, so
+# channel-shared and channel-wise PReLU are the same function here; the shared module is used
+# because the closed form's derivative moment is exact for it.
 CONFIGS: tuple[tuple[str, str, str, str], ...] = (
     ("He fan_in, ReLU", "he", "fan_in", "relu"),
     ("He fan_out, ReLU", "he", "fan_out", "relu"),
-    ("He fan_in, PReLU", "he", "fan_in", "prelu"),
+    ("He fan_in, PReLU", "he", "fan_in", "prelu_shared"),
     ("Xavier, ReLU", "xavier", "fan_in", "relu"),
-    ("Xavier, PReLU", "xavier", "fan_in", "prelu"),
+    ("Xavier, PReLU", "xavier", "fan_in", "prelu_shared"),
     ("PyTorch default, ReLU", "default", "fan_in", "relu"),
     ("LSUV, ReLU", "lsuv", "fan_in", "relu"),
-    ("LSUV, PReLU", "lsuv", "fan_in", "prelu"),
+    ("LSUV, PReLU", "lsuv", "fan_in", "prelu_shared"),
 )
 
 
@@ -234,8 +236,8 @@ def run(settings: SignalSettings, out_dir: str | Path, command: str,
                "c_2/d_L; Xavier's 1/n shrinks the signal by 2^(-1/2) per layer; PReLU "
                "generalises the rule to 2/((1+a²) n) (Eq. 15)."),
         setup=(f"Plain chain of {L} 3x3 convs (circular padding, no bias, no BN), widths "
-               f"{settings.width} then {2 * settings.width}, ReLU or channel-wise PReLU "
-               f"(a₀ = 0.25) after each; input N(0, 1) of shape "
+               f"{settings.width} then {2 * settings.width}, ReLU or PReLU (a₀ = 0.25) "
+               f"after each; input N(0, 1) of shape "
                f"{settings.batch}x3x{settings.size}x{settings.size}; backward from a N(0, 1) "
                f"output gradient; stds are root-mean-square over {settings.seeds} seeds (Eq. 9 "
                "predicts the expected variance)."),
