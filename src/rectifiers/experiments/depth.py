@@ -20,7 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rectifiers.experiments.report import Section, markdown_table, new_figure, save_figure
+from rectifiers.experiments.report import (
+    Section,
+    integer_ticks,
+    markdown_table,
+    new_figure,
+    save_figure,
+)
 from rectifiers.experiments.runs import (
     FitSettings,
     first_and_last_conv,
@@ -105,6 +111,7 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
         ax.set_xlabel("epoch")
         ax.set_ylabel("test top-1 error")
         ax.set_ylim(0, 1)
+        integer_ticks(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     save_figure(fig, out / "depth_curves.png")

@@ -30,8 +30,10 @@ import torch
 
 from rectifiers.experiments.report import (
     Section,
+    integer_ticks,
     markdown_table,
     new_figure,
+    plain_log_ticks,
     save_figure,
 )
 from rectifiers.experiments.runs import FitSettings, fit, load_data, seeded_model
@@ -201,8 +203,10 @@ def table2_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         mean = [100 * statistics.fmean(c[e] for c in curves) for e in range(len(curves[0]))]
         ax.plot(range(len(mean)), mean, marker="o", ms=3, color=COLORS[a], label=ACTS[a][2])
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 error (%), mean over seeds")
+    plain_log_ticks(ax)
+    integer_ticks(ax)
+    ax.set_xlabel("epoch (0 = initialisation)")
+    ax.set_ylabel("test top-1 error (%), mean over seeds, log scale")
     ax.set_title("training curves")
     ax.grid(True, alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -394,6 +398,7 @@ def dead_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: Pat
     axes[0][1].set_ylabel("% of units (input never > 0)")
     for ax in axes[0]:
         ax.set_xlabel("epoch (0 = initialisation)")
+        integer_ticks(ax)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     save_figure(fig, out_dir / "dead_units.png")

@@ -26,8 +26,10 @@ __all__ = [
     "atomic_write_text",
     "fmt",
     "format_summary",
+    "integer_ticks",
     "markdown_table",
     "new_figure",
+    "plain_log_ticks",
     "save_figure",
     "write_report",
 ]
@@ -120,6 +122,24 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float
     fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows),
                              squeeze=False)
     return fig, axes
+
+
+def integer_ticks(ax, axis: str = "x") -> None:
+    """Whole-number ticks only (epochs)."""
+    from matplotlib.ticker import MaxNLocator
+
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+
+
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """Keep a log scale but label ticks as plain numbers (15, 20, 30) instead of 1.5x10^1."""
+    from matplotlib.ticker import FuncFormatter
+
+    f = FuncFormatter(lambda v, _pos: f"{v:g}")
+    a = getattr(ax, f"{axis}axis")
+    a.set_major_formatter(f)
+    a.set_minor_formatter(f)
+    ax.tick_params(axis=axis, which="minor", labelsize=7)
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> Path:
