@@ -31,6 +31,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from rectifiers.eval.dense import dense_scores, naive_window_scores
 from rectifiers.models import create_model
@@ -87,12 +88,15 @@ def run_case(name: str, spec: dict, repeats: int) -> dict:
                                    stride=spec["stride"], flip=True, batch=64)
 
     with torch.no_grad():
+        # warm-up runs double as the (machine-independent) FLOP count
         calls.update(n=0, views=0)
-        d = dense()
-        dense_calls = (calls["n"], calls["views"])
+        with FlopCounterMode(display=False) as fc:
+            d = dense()
+        dense_calls, dense_flops = (calls["n"], calls["views"]), fc.get_total_flops()
         calls.update(n=0, views=0)
-        n = naive()
-        naive_calls = (calls["n"], calls["views"])
+        with FlopCounterMode(display=False) as fc:
+            n = naive()
+        naive_calls, naive_flops = (calls["n"], calls["views"]), fc.get_total_flops()
         times: dict[str, list[float]] = {"naive": [], "dense": []}
         for _ in range(repeats):
             for label, fn in (("naive", naive), ("dense", dense)):
@@ -106,7 +110,7 @@ def run_case(name: str, spec: dict, repeats: int) -> dict:
         "scales": "/".join(map(str, spec["scales"])),
         "naive_s": med["naive"], "dense_s": med["dense"], "speedup": med["naive"] / med["dense"],
         "trunk_calls_naive": naive_calls, "trunk_calls_dense": dense_calls,
-        "max_abs_diff": diff,
+        "max_abs_diff": diff, "gflop_naive": naive_flops / 1e9, "gflop_dense": dense_flops / 1e9,
         "top1_agree": float((d.argmax(1) == n.argmax(1)).float().mean()),
     }
 
@@ -124,13 +128,14 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"repeats {args.repeats} (medians, interleaved after one warm-up each); "
           "trunk inputs = images through the trunk (naive: + 1 shape probe per scale)")
-    print("| case | images | scales | naive s | dense s | speed-up | trunk inputs naive/dense "
-          "| max abs diff | top-1 agree |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | images | scales | naive s | dense s | speed-up | GFLOP naive/dense "
+          "| trunk inputs naive/dense | max abs diff | top-1 agree |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.cases:
         r = run_case(name, specs[name], args.repeats)
         print(f"| {r['case']} | {r['images']} | {r['scales']} | {r['naive_s']:.3f} | "
-              f"{r['dense_s']:.3f} | {r['speedup']:.1f}x | {r['trunk_calls_naive'][1]}/"
+              f"{r['dense_s']:.3f} | {r['speedup']:.1f}x | {r['gflop_naive']:.1f}/"
+              f"{r['gflop_dense']:.1f} | {r['trunk_calls_naive'][1]}/"
               f"{r['trunk_calls_dense'][1]} | {r['max_abs_diff']:.2e} | {r['top1_agree']:.2f} |",
               flush=True)
 

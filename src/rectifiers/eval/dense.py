@@ -20,8 +20,9 @@ whole extent of that side is used as one window: SPP accepts any map size.
 Cost: the trunk, which holds nearly all the conv FLOPs, runs once per scale and flip however
 many windows there are; only SPP + fc run per window. For SPP-net heads the SPP vectors of all
 windows are read off a few stride-1 sliding maxima of the whole map (:func:`spp_all_windows`),
-so no window is ever copied out; other heads get the windows gathered and batched. ``naive_window_scores`` is the reference
-that crops each view from the image and runs the whole network on it.
+so no window is ever copied out; other heads get the windows gathered and batched.
+``naive_window_scores`` is the reference that crops each view from the image and runs the
+whole network on it.
 
 When the two are equal. A map window at (i, j) and the image crop at (i*S, j*S) of the matching
 size (S = the trunk's total stride) give the same trunk output exactly when the trunk is
