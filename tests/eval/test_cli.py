@@ -53,6 +53,23 @@ def test_cli_ensemble_of_the_same_checkpoint_twice_equals_it_once(tmp_path):
     assert one["confusion"] == two["confusion"] and one["top5_error"] == two["top5_error"]
 
 
+def test_bf16_autocast_gives_nearly_the_fp32_scores(tmp_path):
+    ck = _checkpoint(tmp_path / "a.safetensors")
+    member = load_member(ck, "dense")
+    data = open_eval_set("synthetic", None, None, member.meta, max_samples=16)
+    ens = Ensemble([member])
+    fp32 = ens.predict(data.images)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = ens.predict(data.images)
+    assert bf16.dtype == torch.float32  # scores averaged in fp32 even under autocast
+    diff = float((bf16 - fp32).abs().max())
+    assert 0 < diff < 0.02  # autocast really ran (not bitwise fp32) and bf16 stays close
+    m = evaluate(ens, data, progress=False, amp="bf16")
+    assert m.count == 16
+    with pytest.raises(ValueError, match="amp"):
+        evaluate(ens, data, progress=False, amp="fp8")
+
+
 def test_cli_on_fashion_mnist_test_set(tmp_path, capsys):
     from rectifiers.data import DEFAULT_FASHION_MNIST_DIR
 
