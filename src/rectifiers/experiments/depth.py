@@ -55,6 +55,7 @@ class DepthSettings:
 
 
 QUICK = DepthSettings()
+# ~2.5 h on 2 cores; 9 epochs as the x-axis of the paper's Fig. 3.
 FULL = DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9)
 TINY = DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
                      batch_size=32)
@@ -169,7 +170,9 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
     result = (note + f" (converged = final test error at least 10 points below chance, "
               f"{chance:.2f}). The conv1 gradient norm at the first step is the direct test of "
               "the mechanism: Xavier's is smaller by roughly 2^(L/2) (the per-layer factor "
-              "1/√2 of Eq. 9 compounded over the backward pass), He's is O(1).")
+              "1/√2 of Eq. 9 compounded over the backward pass), He's is O(1). It is the "
+              "gradient of the loss alone (SGD adds the weight decay itself), so decay "
+              "cannot mask a vanishing gradient (the paper's footnote 2).")
     if not shallow_ok:
         result += (f" At {shallow} layers the paper's \"both converge\" needs Xavier to "
                    f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; in our short runs it "

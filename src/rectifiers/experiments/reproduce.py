@@ -43,8 +43,8 @@ MODES = ("quick", "full", "smoke")
 ESTIMATE_S = {
     "quick": {"signal": 20, "depth": 150, "relu-vs-prelu": 160, "slopes": 2, "xor": 8,
               "dead": 2},
-    "full": {"signal": 300, "depth": 7200, "relu-vs-prelu": 14400, "slopes": 5, "xor": 60,
-             "dead": 5},
+    "full": {"signal": 300, "depth": 9000, "relu-vs-prelu": 14000, "slopes": 2, "xor": 60,
+             "dead": 2},
     "smoke": {e: 3 for e in EXPERIMENTS},
 }
 
