@@ -41,7 +41,7 @@ MODES = ("quick", "full", "smoke")
 # (measured with `rectifiers reproduce --quick`; `full` is an evening; `smoke` seconds).
 # slopes/dead cost nothing extra after relu-vs-prelu, which trains everything they need.
 ESTIMATE_S = {
-    "quick": {"signal": 20, "depth": 150, "relu-vs-prelu": 160, "slopes": 2, "xor": 8,
+    "quick": {"signal": 30, "depth": 200, "relu-vs-prelu": 160, "slopes": 2, "xor": 8,
               "dead": 2},
     "full": {"signal": 300, "depth": 9000, "relu-vs-prelu": 14000, "slopes": 2, "xor": 60,
              "dead": 2},
