@@ -11,11 +11,26 @@ import sys
 
 # command -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("rectifiers.train.cli", "train a model (the paper's recipe; resumable; DDP via torchrun)"),
-    "eval": ("rectifiers.eval.cli", "evaluate checkpoints: centre, 10-view, dense multi-scale, ensembles"),
-    "export": ("rectifiers.export", "export a checkpoint to ONNX / torch.export and check it"),
-    "reproduce": ("rectifiers.experiments.reproduce", "reproduce the paper's findings; writes a report"),
-    "bench": ("rectifiers.experiments.bench", "activation x init x depth grid on Fashion-MNIST"),
+    "train": (
+        "rectifiers.train.cli",
+        "train a model (the paper's recipe; resumable; DDP via torchrun)",
+    ),
+    "eval": (
+        "rectifiers.eval.cli",
+        "evaluate checkpoints: centre, 10-view, dense multi-scale, ensembles",
+    ),
+    "export": (
+        "rectifiers.export",
+        "export a checkpoint to ONNX / TorchScript / torch.export and check it",
+    ),
+    "reproduce": (
+        "rectifiers.experiments.reproduce",
+        "reproduce the paper's findings on Fashion-MNIST; writes a report",
+    ),
+    "bench": (
+        "rectifiers.experiments.bench",
+        "activation x init x depth grid over seeds, with statistics",
+    ),
 }
 
 
@@ -38,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"rectifiers: unknown command '{name}'. Known: {', '.join(COMMANDS)}.", file=sys.stderr)
+        known = ", ".join(COMMANDS)
+        print(f"rectifiers: unknown command '{name}'. Known: {known}.", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
