@@ -720,9 +720,9 @@ def _plot(cells: list[CellSummary], out_dir: Path) -> list[Path]:
                         labels.append(lab)
             fig.legend(handles, labels, title=line_by, loc="center right", frameon=False)
             n_seeds = max(c.n for c in wc)
-            fig.suptitle(f"Fashion-MNIST test accuracy vs depth (width {width}, up to "
+            fig.suptitle(f"Fashion-MNIST test accuracy vs depth\n(width {width}, up to "
                          f"{n_seeds} seeds, bars: 95 % CI)", fontsize=11)
-            fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 0.95))
+            fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 0.92))
             path = out_dir / f"{name}{suffix}.png"
             tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
             fig.savefig(tmp, dpi=90)
