@@ -110,6 +110,7 @@ class FitSettings:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     sched: str = "cosine"
+    warmup_epochs: float = 0.0  # linear lr warm-up from ~0 (deep/PReLU nets diverge without)
     eval_batch: int = 1000
 
     def validate(self) -> None:
@@ -177,10 +178,14 @@ def fit(model: nn.Module, data: Data, settings: FitSettings, seed: int,
         losses = []
         for i in range(0, n, settings.batch_size):
             idx = order[i:i + settings.batch_size]
+            lr = settings.lr
             if settings.sched == "cosine":
                 lr = 0.5 * settings.lr * (1 + math.cos(math.pi * step / total))
-                for g in opt.param_groups:
-                    g["lr"] = lr
+            warm = settings.warmup_epochs * steps_per_epoch
+            if step < warm:
+                lr *= (step + 1) / warm
+            for g in opt.param_groups:
+                g["lr"] = lr
             loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
             if not torch.isfinite(loss):
                 res.diverged = True
