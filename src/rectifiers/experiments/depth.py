@@ -46,12 +46,12 @@ class DepthSettings:
     depths: tuple[int, ...] = (22, 30)
     width: int = 8
     seeds: int = 2
-    # Deep plain nets start slowly even with He init: the quick run needs ~400 SGD steps to
-    # leave chance level, so it uses small batches rather than more images.
+    # Batch 32 x 4 epochs left He at chance in 3/4 runs (width 8); batch 64 x 3 epochs of
+    # 3000 images reached 0.62 error at 30 layers in calibration.
     n_train: int = 3000
     n_test: int = 1000
-    epochs: int = 4
-    batch_size: int = 32
+    epochs: int = 3
+    batch_size: int = 64
     lr: float = 0.01
     data_source: str = "fashion_mnist"
 
