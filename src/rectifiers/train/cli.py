@@ -67,17 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-kw", dest="model_kwargs", action="append", metavar="KEY=VALUE",
                    help="extra model argument, repeatable, value parsed as JSON "
                         "(e.g. --model-kw depth=8)")
-    g.add_argument("--dropout", type=float, help="dropout on the fc layers (default: the "
-                   "model's; the paper uses 0.5)")
+    g.add_argument("--dropout", type=float, help="dropout on fc1/fc2 (default: 0 for the short "
+                   "small-model run; the paper and --paper-recipe use 0.5)")
     g = p.add_argument_group("data")
     g.add_argument("--dataset", choices=DATASETS, help="data source" + _d("dataset"))
     g.add_argument("--data-dir", help="Fashion-MNIST directory (default: $RECTIFIERS_DATA or "
                    "/usr/share/datasets/fashion-mnist) or image folder with train/ and val/")
     g.add_argument("--max-train-samples", type=int, help="train on a seeded subset of n samples")
     g.add_argument("--max-val-samples", type=int, help="validate on a subset of n samples")
-    g.add_argument("--augment", help="augmentation preset: default (pad-crop + flip for small "
-                   "images; the paper's scale jitter [256,512] -> 224 + flip + PCA colour for "
-                   "folders), none, flip, pad_crop_flip, scale_jitter_small, paper")
+    g.add_argument("--augment", help="augmentation preset: auto (flip for small in-memory "
+                   "images, 'default' for folders), default (pad-crop + flip for small images; "
+                   "the paper's scale jitter [256,512] -> 224 + flip + PCA colour for folders), "
+                   "none, flip, pad_crop_flip, scale_jitter_small, paper (default: auto)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                    help="same as --augment none")
     g.add_argument("--workers", type=int, help="image-decoding processes (folders)"

@@ -301,6 +301,8 @@ def _build_data(cfg: TrainConfig, info: DistInfo) -> _Data:
     eval_batch = max(per_rank, 256 // info.world_size)  # no gradients: bigger batches are free
     common = {"rank": info.rank, "world_size": info.world_size, "seed": cfg.seed}
     augment = cfg.augment if cfg.augment != "none" else None
+    if augment == "auto":
+        augment = "default" if cfg.dataset == "folder" else "flip"
     if cfg.dataset == "folder":
         if not cfg.data_dir:
             raise ValueError("dataset='folder' needs data_dir (a directory with train/ and val/)")
