@@ -325,3 +325,17 @@ def test_xavier_shrinks_signal_by_sqrt2_per_relu_layer():
     expected = (DEPTH - 1) * math.log(2**-0.5)  # Sec. 2.2: (1/sqrt 2)^L
     assert abs(math.log(s[-1] / s[0]) - expected) <= LOG_TOL
     assert s[-1] / s[0] < 1e-3  # it really vanishes
+
+
+@pytest.mark.parametrize("channels", [1, 8, 64])
+def test_derivative_moment_of_channel_wise_prelu_is_per_channel(channels):
+    # E[phi'(z)^2] = (1 + a^2) / 2 for every channel; summing the channels' derivatives before
+    # squaring would give channels^2 times that.
+    from rectifiers.init import gaussian_moment
+    from rectifiers.nn import PReLU
+
+    act = PReLU(channels, init=0.25)
+    with torch.no_grad():
+        act.weight.copy_(torch.linspace(-0.5, 0.5, channels) if channels > 1 else 0.25)
+    expected = float(((1 + act.weight.double() ** 2) / 2).mean())
+    assert gaussian_moment(act, derivative=True) == pytest.approx(expected, rel=1e-9)

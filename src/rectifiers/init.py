@@ -385,7 +385,14 @@ def gaussian_moment(
         >>> gaussian_moment("prelu", derivative=True)  # (1 + 0.25^2) / 2
     """
     fn = _as_function(act, dict(kwargs))
-    x = (std * _NODES).clone().requires_grad_(derivative)
+    x = std * _NODES
+    with torch.no_grad():
+        probe = fn(x)
+    if probe.dim() == 2:
+        # Channel-wise: give every channel its own copy of the nodes, so that the derivative of
+        # channel c is not summed with the others' (x shared by all channels would add them up).
+        x = x[:, None].repeat(1, probe.shape[1])
+    x = x.clone().requires_grad_(derivative)
     with torch.set_grad_enabled(derivative):
         y = fn(x)
         if derivative:
