@@ -337,5 +337,5 @@ def test_derivative_moment_of_channel_wise_prelu_is_per_channel(channels):
     act = PReLU(channels, init=0.25)
     with torch.no_grad():
         act.weight.copy_(torch.linspace(-0.5, 0.5, channels) if channels > 1 else 0.25)
-    expected = float(((1 + act.weight.double() ** 2) / 2).mean())
+    expected = float(((1 + act.weight.detach().double() ** 2) / 2).mean())
     assert gaussian_moment(act, derivative=True) == pytest.approx(expected, rel=1e-9)
