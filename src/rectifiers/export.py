@@ -31,13 +31,14 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from rectifiers.files import atomic_path
 
 FORMATS = ("onnx", "torchscript", "export")
 DEFAULT_OPSET = 18
@@ -123,20 +124,6 @@ def prepare_for_export(model: nn.Module, input_size: Sequence[int]) -> nn.Module
 
 
 # ----------------------------------------------------------------------------- writers
-def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
-def _commit(tmp: Path, out: Path) -> Path:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, out)
-    return out
-
-
 def _example(input_size: Sequence[int], batch: int, model: nn.Module,
              seed: int = 0) -> torch.Tensor:
     p = next(model.parameters(), None)
@@ -165,8 +152,7 @@ def export_onnx(
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    tmp = _atomic_target(out)
-    try:
+    with atomic_path(out) as tmp:
         kwargs: dict[str, Any] = dict(input_names=["input"], output_names=["logits"],
                                       opset_version=opset, dynamo=dynamo)
         if dynamo:
@@ -186,9 +172,7 @@ def export_onnx(
             entry.key, entry.value = k, v
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
-        return _commit(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return out
 
 
 def export_torchscript(model: nn.Module, out: str | os.PathLike,
@@ -197,14 +181,11 @@ def export_torchscript(model: nn.Module, out: str | os.PathLike,
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    tmp = _atomic_target(out)
-    try:
+    with atomic_path(out) as tmp:
         with torch.no_grad():
             traced = torch.jit.trace(m, (x,), check_trace=False)
         torch.jit.save(traced, str(tmp))
-        return _commit(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return out
 
 
 def export_program(model: nn.Module, out: str | os.PathLike,
@@ -216,14 +197,11 @@ def export_program(model: nn.Module, out: str | os.PathLike,
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    tmp = _atomic_target(out)
-    try:
+    with atomic_path(out) as tmp:
         with torch.no_grad():
             ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
         torch.export.save(ep, str(tmp))
-        return _commit(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    return out
 
 
 # ----------------------------------------------------------------------------- checks

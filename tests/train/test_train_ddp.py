@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import torch
-from conftest import TINY_CLI, cli_env, run_cli
+from train_helpers import TINY_CLI, cli_env, run_cli
 
 from rectifiers.train import load_checkpoint
 

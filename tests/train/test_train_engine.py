@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
+from train_helpers import tiny_config
 
 from rectifiers.train import LRSchedule, TrainConfig, load_model, train
 from rectifiers.train.engine import SUMMARY_COLUMNS, evaluate

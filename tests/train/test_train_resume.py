@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY_CLI, cli_env, run_cli, tiny_config
+from train_helpers import TINY_CLI, cli_env, run_cli, tiny_config
 
 from rectifiers.train import CheckpointError, DivergenceError, load_checkpoint, train
 from rectifiers.train.checkpoint import read_meta, save_checkpoint

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rectifiers.files import atomic_path
+
 __all__ = ["DatasetError", "DatasetNotFoundError", "read_idx", "write_idx"]
 
 # element-type code -> big-endian numpy dtype
@@ -146,14 +148,9 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
                          f"{sorted(str(d) for d in _DTYPE_CODES)}")
     header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     payload = header + arr.astype(arr.dtype.newbyteorder(">"), copy=False).tobytes()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         if path.suffix == ".gz":
             with gzip.open(tmp, "wb") as f:
                 f.write(payload)
         else:
             tmp.write_bytes(payload)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from rectifiers.files import atomic_path, atomic_write_bytes, atomic_write_text
+
 __all__ = [
     "CSV_FIELDS",
     "KEY_FIELDS",
@@ -411,24 +413,11 @@ def _row_key(row: dict[str, Any]) -> tuple:
     return tuple(row[f] for f in KEY_FIELDS)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def _save_preds(path: Path, preds: np.ndarray) -> None:
     buf = io.BytesIO()
     # int16 holds any class index of a small-classifier bench and keeps a 10k-run file at 20 kB
     np.save(buf, np.asarray(preds).astype(np.int16), allow_pickle=False)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _load_preds(out_dir: Path, rel: str) -> np.ndarray | None:
@@ -452,7 +441,7 @@ def _check_settings(out_dir: Path, settings: BenchSettings) -> None:
             raise ValueError(f"{out_dir} holds runs of another recipe ({desc}). Pass the same "
                              f"settings to resume, or use a new --out directory.")
     else:
-        _atomic_write_text(path, json.dumps(recipe, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(recipe, indent=2, sort_keys=True) + "\n")
 
 
 def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
@@ -660,7 +649,7 @@ def _write_summary_csv(path: Path, cells: list[CellSummary]) -> None:
         d = asdict(c)
         d["seeds"] = " ".join(map(str, d["seeds"]))
         w.writerow([d[n] for n in names])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _plot(cells: list[CellSummary], out_dir: Path) -> list[Path]:
@@ -724,10 +713,9 @@ def _plot(cells: list[CellSummary], out_dir: Path) -> list[Path]:
                          f"{n_seeds} seeds, bars: 95 % CI)", fontsize=11)
             fig.tight_layout(rect=(0, 0, 1 - 1.6 / fig.get_figwidth(), 0.92))
             path = out_dir / f"{name}{suffix}.png"
-            tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-            fig.savefig(tmp, dpi=90)
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=90)
             plt.close(fig)
-            os.replace(tmp, path)
             written.append(path)
     return written
 
@@ -787,10 +775,10 @@ def summarize_dir(out_dir: str | os.PathLike, baseline: str = "prelu", plots: bo
             f"(depth {depth}, width {width})")
         costs = measure_bench_costs(acts, settings, depth, width, repeats=cost_repeats,
                                     device=cost_device)
-        _atomic_write_text(cost_path, json.dumps(costs, indent=2) + "\n")
+        atomic_write_text(cost_path, json.dumps(costs, indent=2) + "\n")
     _write_summary_csv(out / "summary.csv", cells)
     md = _markdown(cells, costs, baseline, out)
-    _atomic_write_text(out / "summary.md", md)
+    atomic_write_text(out / "summary.md", md)
     if plots:
         for p in _plot(cells, out):
             log(f"[bench] wrote {p}")

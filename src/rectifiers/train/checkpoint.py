@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from rectifiers.files import atomic_path
+
 FORMAT = "rectifiers.checkpoint"
 VERSION = 1
 LAST = "checkpoint-last.safetensors"
@@ -82,29 +84,6 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + directory fsync)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    _replace(tmp, path)
-
-
-def _replace(tmp: Path, path: Path) -> None:
-    os.replace(tmp, path)
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # some filesystems do not allow fsync on directories
-        pass
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[str, Any]) -> Path:
     """Atomically save a nested ``state`` (tensors + plain values) and JSON ``meta`` to ``path``.
 
@@ -123,31 +102,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[s
         "meta": json.dumps(meta, sort_keys=True),
         "state": json.dumps(skeleton),
     }
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=header)
-        os.chmod(tmp, 0o644)  # a normal file's permissions, like the other run outputs
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        _replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Atomically copy a checkpoint file (used for ``checkpoint-best`` from ``-last``)."""
     src, dst = Path(src), Path(dst)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        _replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return dst
 
 

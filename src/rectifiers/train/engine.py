@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rectifiers.files import atomic_write_bytes, atomic_write_text
 from rectifiers.train import checkpoint as ckpt
 from rectifiers.train import distributed as dist_utils
 from rectifiers.train.config import TrainConfig
@@ -240,10 +241,6 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, (np.floating, np.integer)):
         return x.item()
     return x
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    ckpt.atomic_write_bytes(path, text.encode())
 
 
 def _autocast(device: torch.device, amp: str):
@@ -641,7 +638,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> TrainResul
         if out is not None:
             log(f"run directory: {out}")
     if out is not None and main:
-        _atomic_text(out / "final.json", json.dumps(
+        atomic_write_text(out / "final.json", json.dumps(
             {"final": final, "slopes": slopes, "steps": step}, indent=2) + "\n")
     return TrainResult(raw_model, history, final, step, out, slopes)
 
@@ -684,9 +681,9 @@ def _write_args(out: Path, cfg: TrainConfig) -> None:
     try:
         import yaml
     except ImportError:
-        _atomic_text(out / "args.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+        atomic_write_text(out / "args.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         return
-    _atomic_text(out / "args.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    atomic_write_text(out / "args.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _write_summary(out: Path, history: list[dict[str, Any]]) -> None:
@@ -695,7 +692,7 @@ def _write_summary(out: Path, history: list[dict[str, Any]]) -> None:
     w.writeheader()
     for row in history:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    _atomic_text(out / "summary.csv", buf.getvalue())
+    atomic_write_text(out / "summary.csv", buf.getvalue())
 
 
 def _truncate_steplog(path: Path, step: int) -> None:
@@ -709,7 +706,7 @@ def _truncate_steplog(path: Path, step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:  # a line cut by the kill
             continue
-    _atomic_text(path, "".join(f"{line}\n" for line in keep))
+    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
 
 
 def _plot(out: Path, history: list[dict[str, Any]]) -> None:
@@ -737,4 +734,4 @@ def _plot(out: Path, history: list[dict[str, Any]]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    ckpt.atomic_write_bytes(out / "curves.png", buf.getvalue())
+    atomic_write_bytes(out / "curves.png", buf.getvalue())
