@@ -115,6 +115,23 @@ def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
         assert all(len(c) == st.epochs + 1 for c in v["test_err"])
 
 
+@pytest.mark.parametrize(("he_deep", "xa_deep", "he_sh", "xa_sh", "ahead", "want"), [
+    (1.0, 0.0, 1.0, 1.0, True, "reproduced"),
+    (1.0, 0.0, 1.0, 1.0, False, "partly reproduced"),  # He not ahead at the shallow depth
+    (1.0, 0.0, 1.0, 0.0, True, "partly reproduced"),  # Xavier too slow at the shallow depth
+    (0.5, 0.0, 1.0, 1.0, True, "partly reproduced"),
+    # He itself stays at chance at the deep depth: the run cannot discriminate.
+    (0.0, 0.0, 1.0, 0.0, True, "not testable at this scale"),
+    # Xavier converges as often as He at the deep depth: contradicts Fig. 3.
+    (1.0, 1.0, 1.0, 1.0, True, "not reproduced"),
+    (0.0, 0.5, 1.0, 1.0, True, "not reproduced"),
+])
+def test_depth_verdict_separates_not_reproduced_from_not_testable(he_deep, xa_deep, he_sh,
+                                                                   xa_sh, ahead, want):
+    assert depth.depth_verdict(he_deep, xa_deep, he_sh, xa_sh, ahead) == want
+    assert want in VERDICTS
+
+
 def test_relu_vs_prelu_slopes_and_dead_units_sections(tmp_path):
     st = dataclasses.replace(relu_vs_prelu.TINY, data_source="synthetic")
     cmds = {k: k for k in ("relu-vs-prelu", "slopes", "dead")}

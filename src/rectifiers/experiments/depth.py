@@ -7,9 +7,13 @@ N(0, 1/n) loses a factor 1/2 of variance per ReLU layer (Eq. 9), so after L laye
 signal is scaled by 2^(-L/2): ~2^-11 at 22 layers, ~2^-15 at 30.
 
 Here: ``plain_small`` (all convs 3x3, no BN, no skip; ``depth`` counts convs + 3 fc) with
-ReLU on a Fashion-MNIST subset, SGD at the paper's lr 0.01 (constant, as in the paper's
-first epochs), per-epoch test error for several seeds, and the gradient norm of the first
-conv layer at every step.
+ReLU on a Fashion-MNIST subset, SGD with a constant lr (the paper's first epochs are at a
+constant 0.01; the quick setting uses 0.003, see ``DepthSettings``), per-epoch test error for
+several seeds, and the gradient norm of the first conv layer at every step.
+
+Verdict: the experiment can only discriminate if He itself converges at the deeper depth; if
+it does not, the run is "not testable at this scale" (it says nothing about Xavier), unless
+Xavier converges where He does not, which would contradict the paper.
 """
 
 from __future__ import annotations
@@ -45,20 +49,28 @@ LABELS = {"he": "He (ours in the paper)", "xavier": "Xavier"}
 class DepthSettings:
     depths: tuple[int, ...] = (22, 30)
     width: int = 8
-    seeds: int = 2
-    # Batch 32 x 4 epochs left He at chance in 3/4 runs (width 8); batch 64 x 3 epochs of
-    # 3000 images reached 0.62 error at 30 layers in calibration.
+    seeds: int = 3
     n_train: int = 3000
     n_test: int = 1000
     epochs: int = 3
     batch_size: int = 64
-    lr: float = 0.01
+    # Calibrated on the 30-layer He net (width 8, batch 64, 3 epochs of 3000 images, one
+    # thread, final test error per seed 0/1/2): lr 0.003 -> 0.33 / 0.44 / 0.56, all well off
+    # chance; the paper's 0.01 -> 0.90 / 0.90 / -, 0.005 -> 0.90 / 0.90 / 0.62, 0.002 ->
+    # 0.90 / 0.46 / 0.59, 0.001 -> 0.90 / 0.88 / 0.67. The failures are not a stall: the net
+    # starts learning (error ~0.78 after one epoch) and a gradient spike (||g|| 0.7 -> 88)
+    # then knocks it back to a constant output. A narrow 30-layer plain net tolerates a
+    # smaller step than the paper's wide ImageNet one; a 0.3-0.5 epoch warm-up, batch 32 or
+    # 128, and width 12/16 (2.4x the cost) did not make every seed converge within this budget.
+    # He and Xavier share the recipe; only the init differs.
+    lr: float = 0.003
     data_source: str = "fashion_mnist"
 
 
 QUICK = DepthSettings()
 # ~2.5 h on 2 cores; 9 epochs as the x-axis of the paper's Fig. 3.
-FULL = DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9, batch_size=64)
+FULL = DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9, batch_size=64,
+                     lr=0.01)
 TINY = DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
                      batch_size=32)
 
@@ -66,6 +78,28 @@ TINY = DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epo
 def _converged(curve: list[float], chance: float) -> bool:
     """A run converges when it ends at least 10 points below chance-level error."""
     return curve[-1] < chance - 0.10
+
+
+def depth_verdict(he_deep: float, xa_deep: float, he_shallow: float, xa_shallow: float,
+                  he_earlier: bool) -> str:
+    """The verdict from the fractions of converged runs per (depth, init).
+
+    * reproduced: at the deep depth every He run and no Xavier run converges, and at the
+      shallow depth both converge in every run with He ahead after epoch 1 (Figs. 2-3);
+    * partly reproduced: He converges in more deep runs than Xavier, short of the above;
+    * not testable at this scale: He converges in no deep run (and Xavier in none either), so
+      the setting is too small for a deep plain net to get going and cannot discriminate;
+    * not reproduced: otherwise (Xavier converges at least as often as a converging He).
+    """
+    deep_ok = he_deep == 1.0 and xa_deep == 0.0
+    shallow_ok = he_shallow == 1.0 and xa_shallow == 1.0 and he_earlier
+    if deep_ok and shallow_ok:
+        return "reproduced"
+    if he_deep > xa_deep:
+        return "partly reproduced"
+    if he_deep == 0.0 and xa_deep == 0.0:
+        return "not testable at this scale"
+    return "not reproduced"
 
 
 def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: str | None = None,
@@ -158,14 +192,7 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
     he_sh, xa_sh = verdict_parts[(shallow, "he")], verdict_parts[(shallow, "xavier")]
     he_earlier = (statistics.fmean(c[1] for c in curves[(shallow, "he")])
                   < statistics.fmean(c[1] for c in curves[(shallow, "xavier")]))
-    deep_ok = he_deep == 1.0 and xa_deep == 0.0
-    shallow_ok = he_sh == 1.0 and xa_sh == 1.0 and he_earlier
-    if deep_ok and shallow_ok:
-        verdict = "reproduced"
-    elif deep_ok or (he_deep > xa_deep):
-        verdict = "partly reproduced"
-    else:
-        verdict = "not reproduced"
+    verdict = depth_verdict(he_deep, xa_deep, he_sh, xa_sh, he_earlier)
     note = (f"{deep} layers: He converged in {he_deep:.0%} of runs, Xavier in {xa_deep:.0%}; "
             f"{shallow} layers: He {he_sh:.0%}, Xavier {xa_sh:.0%}, He "
             f"{'ahead' if he_earlier else 'not ahead'} after epoch 1")
@@ -175,7 +202,11 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
               "1/√2 of Eq. 9 compounded over the backward pass), He's is O(1). It is the "
               "gradient of the loss alone (SGD adds the weight decay itself), so decay "
               "cannot mask a vanishing gradient (the paper's footnote 2).")
-    if not shallow_ok:
+    if verdict == "not testable at this scale":
+        result += (f" He did not converge at {deep} layers either, so this run cannot tell the "
+                   "inits apart: the setting is too small for a deep plain net to get going "
+                   "(`--full` trains longer and wider).")
+    if not (xa_sh == 1.0 and he_sh == 1.0):
         result += (f" At {shallow} layers the paper's \"both converge\" needs Xavier to "
                    f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; in our short runs it "
                    f"{'did' if xa_sh == 1.0 else 'did not (yet)'}.")
