@@ -219,6 +219,7 @@ def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
     """
     import torch
 
+    from rectifiers.data import build_loader
     from rectifiers.train import DivergenceError, TrainConfig, train
 
     cfg = TrainConfig(
@@ -234,14 +235,15 @@ def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
         device=settings.device, amp=settings.amp, channels_last=settings.channels_last,
         seed=spec.seed, out_dir=None, progress=False, verbose=False,
     )
-    loader = _test_loader(cfg, settings)
-    labels = torch.cat([y for _, y in loader]).numpy()
+    test = _test_set(settings)
+    labels = test.labels.numpy()
+    chance = 1.0 / test.num_classes
     t0 = time.perf_counter()
     try:
         result = train(cfg)
     except DivergenceError as exc:
         return RunOutcome(
-            test_acc=1.0 / loader.num_classes, train_loss=float("nan"),
+            test_acc=chance, train_loss=float("nan"),
             epochs_done=len(exc.history), wall_s=time.perf_counter() - t0, diverged=True,
             dead_rate=float("nan"), never_active=float("nan"),
             predictions=np.full(labels.shape, -1, dtype=np.int64), device=cfg.device)
@@ -250,10 +252,12 @@ def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
     device = next(model.parameters()).device
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         return RunOutcome(
-            test_acc=1.0 / loader.num_classes, train_loss=_final_train_loss(result),
+            test_acc=chance, train_loss=_final_train_loss(result),
             epochs_done=len(result.history), wall_s=wall, diverged=True,
             dead_rate=float("nan"), never_active=float("nan"),
             predictions=np.full(labels.shape, -1, dtype=np.int64), device=str(device))
+    # Evaluate with the normalisation train() computed, so bench and training never differ.
+    loader = build_loader(test, 500, train=False, normalization=result.normalization)
     preds, dead, never = _predict(model, loader, device, settings)
     train_loss = _final_train_loss(result)
     return RunOutcome(
@@ -268,20 +272,15 @@ def _final_train_loss(result: Any) -> float:
     return float(history[-1]["train_loss"]) if history else float("nan")
 
 
-def _test_loader(cfg: Any, settings: BenchSettings) -> Any:
-    """Evaluation loader over the fixed test set with the training run's normalisation."""
-    from rectifiers.data import FashionMNIST, build_loader
-    from rectifiers.train.distributed import DistInfo
-    from rectifiers.train.engine import _build_data
+def _test_set(settings: BenchSettings) -> Any:
+    """The fixed test set (first ``test_subset`` examples) every run is scored on."""
+    from rectifiers.data import FashionMNIST
 
-    # The normalisation is computed from the (seeded) training subset; take it from the very
-    # function train() uses, so bench and training can never preprocess differently.
-    normalization = _build_data(cfg, DistInfo()).normalization
     test = FashionMNIST(settings.data_dir, "test")
     if settings.test_subset:
         test.images = test.images[: settings.test_subset]
         test.labels = test.labels[: settings.test_subset]
-    return build_loader(test, 500, train=False, normalization=normalization)
+    return test
 
 
 def _predict(model: Any, loader: Any, device: Any, settings: BenchSettings,

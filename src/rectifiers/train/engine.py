@@ -60,6 +60,8 @@ class TrainResult:
     steps: int  # optimiser steps taken in total
     out_dir: Path | None
     slopes: list[dict[str, Any]] = field(default_factory=list)  # learned PReLU slopes per layer
+    # the input normalisation the run used (JSON dict, as in checkpoints): evaluate with it
+    normalization: dict[str, Any] | None = None
 
     @property
     def val_acc(self) -> float:
@@ -640,7 +642,7 @@ def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> TrainResul
     if out is not None and main:
         atomic_write_text(out / "final.json", json.dumps(
             {"final": final, "slopes": slopes, "steps": step}, indent=2) + "\n")
-    return TrainResult(raw_model, history, final, step, out, slopes)
+    return TrainResult(raw_model, history, final, step, out, slopes, data.normalization)
 
 
 # --------------------------------------------------------------------------- run dir
