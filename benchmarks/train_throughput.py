@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from rectifiers.models import create_model
-from rectifiers.train.engine import _autocast, param_groups
+from rectifiers.optim import param_groups
+from rectifiers.train.engine import _autocast
 
 
 def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> float:

@@ -117,7 +117,7 @@ def test_step_and_cosine_schedules():
 
 def test_weight_decay_skips_prelu_slopes():
     res = train(tiny_config(epochs=1))
-    from rectifiers.train.engine import param_groups
+    from rectifiers.optim import param_groups
 
     groups = param_groups(res.model, 5e-4)
     slope_ids = {id(m.weight) for m in res.model.modules() if type(m).__name__ == "PReLU"}

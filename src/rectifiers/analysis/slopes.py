@@ -59,3 +59,16 @@ def learned_slopes(model: nn.Module) -> list[dict[str, Any]]:
             "max": float(a.max()),
         })
     return rows
+
+
+def format_slopes(rows: list[dict[str, Any]]) -> str:
+    """A small text table of :func:`learned_slopes` rows."""
+    if not rows:
+        return "(no learnable slopes in this model)"
+    width = max(len("layer"), *(len(r["layer"]) for r in rows))
+    lines = [f"{'layer':<{width}}  {'slopes':>6}  {'mean a':>7}  {'std':>6}  {'min a':>7}  "
+             f"{'max a':>7}"]
+    for r in rows:
+        lines.append(f"{r['layer']:<{width}}  {r['num_parameters']:>6}  {r['mean']:>7.3f}  "
+                     f"{r['std']:>6.3f}  {r['min']:>7.3f}  {r['max']:>7.3f}")
+    return "\n".join(lines)

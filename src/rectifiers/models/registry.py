@@ -40,8 +40,7 @@ def list_models() -> list[str]:
 
 
 def _known_init_schemes() -> list[str]:
-    lister = getattr(_init, "list_init_schemes", None)
-    return sorted(lister()) if lister is not None else ["he"]
+    return sorted(_init.list_init_schemes())
 
 
 def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, act: str = "prelu",
@@ -105,12 +104,7 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, act: str
             getattr(model, "default_fc_std", None) if init == "he" else None)
         if std is not None:
             init_kw["fc_std"] = tuple(std)
-        # Optional keywords only when given, so older initialize() signatures keep working.
-        if generator is not None:
-            init_kw["generator"] = generator
-        if data is not None:
-            init_kw["data"] = data
-        _init.initialize(model, **init_kw)
+        _init.initialize(model, generator=generator, data=data, **init_kw)
     model.model_config = {
         "name": name, "num_classes": num_classes, "in_chans": in_chans, "act": act,
         "init": init, "act_kwargs": dict(act_kwargs or {}), **kwargs,

@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rectifiers.analysis.slopes import format_slopes, learned_slopes
 from rectifiers.files import atomic_write_bytes, atomic_write_text
+from rectifiers.optim import param_groups
 from rectifiers.train import checkpoint as ckpt
 from rectifiers.train import distributed as dist_utils
 from rectifiers.train.config import TrainConfig
@@ -142,62 +144,6 @@ def resolve_device(name: str) -> torch.device:
                              "use --device cpu or auto")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device(name)
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """SGD groups: weight decay on conv/fc weights only (paper: not on the PReLU slopes a_i)."""
-    try:
-        from rectifiers.optim import param_groups as optim_param_groups
-    except ImportError:  # the optim package is optional for the loop: same rule, written here
-        optim_param_groups = None
-    if optim_param_groups is not None:
-        return optim_param_groups(model, weight_decay=weight_decay)
-    decay, no_decay, seen = [], [], set()
-    for module in model.modules():
-        skip_all = getattr(module, "no_weight_decay", False)
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in seen or not p.requires_grad:
-                continue
-            seen.add(id(p))
-            (no_decay if skip_all or name == "bias" or p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
-
-
-def learned_slopes(model: nn.Module) -> list[dict[str, Any]]:
-    """Per-layer summary of the learned PReLU slopes a_i (paper Table 1 reports their mean).
-
-    Uses :func:`rectifiers.analysis.slopes.learned_slopes`; the fallback below gives the same
-    rows (layer, variant, num_parameters, mean, std, min, max) if the analysis package is absent.
-    """
-    try:
-        from rectifiers.analysis.slopes import learned_slopes as analysis_slopes
-    except ImportError:
-        analysis_slopes = None
-    if analysis_slopes is not None:
-        return analysis_slopes(model)
-    rows = []
-    for name, m in model.named_modules():
-        if isinstance(m, nn.PReLU) or type(m).__name__ == "PReLU":
-            a = m.weight.detach().double().reshape(-1)
-            rows.append({"layer": name, "num_parameters": a.numel(),
-                         "variant": "channel-shared" if a.numel() == 1 else "channel-wise",
-                         "mean": a.mean().item(), "std": a.std(unbiased=False).item(),
-                         "min": a.min().item(), "max": a.max().item()})
-    return rows
-
-
-def format_slopes(rows: list[dict[str, Any]]) -> str:
-    """A small text table of :func:`learned_slopes` rows."""
-    if not rows:
-        return "(no learnable slopes in this model)"
-    width = max(len("layer"), *(len(r["layer"]) for r in rows))
-    lines = [f"{'layer':<{width}}  {'slopes':>6}  {'mean a':>7}  {'std':>6}  {'min a':>7}  "
-             f"{'max a':>7}"]
-    for r in rows:
-        lines.append(f"{r['layer']:<{width}}  {r['num_parameters']:>6}  {r['mean']:>7.3f}  "
-                     f"{r['std']:>6.3f}  {r['min']:>7.3f}  {r['max']:>7.3f}")
-    return "\n".join(lines)
 
 
 def _rng_state() -> dict[str, Any]:
