@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from rectifiers.errors import EXIT_USER_ERROR, UserError, debug_enabled
+
 # command -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": (
@@ -37,7 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def _usage() -> str:
     lines = ["usage: rectifiers <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
-    lines += ["", "Run 'rectifiers <command> --help' for the options of a command."]
+    lines += ["", "Run 'rectifiers <command> --help' for the options of a command.",
+              "A user error ends with one message and exit code 2; add --debug (or set",
+              "RECTIFIERS_DEBUG=1) to see its traceback."]
     return "\n".join(lines)
 
 
@@ -56,8 +60,21 @@ def main(argv: list[str] | None = None) -> int:
         known = ", ".join(COMMANDS)
         print(f"rectifiers: unknown command '{name}'. Known: {known}.", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    debug = debug_enabled(rest)
+    rest = [a for a in rest if a != "--debug"]
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.main(rest) or 0)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"rectifiers {name}: error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"rectifiers {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rectifiers.errors import UserError
 from rectifiers.files import atomic_path
 
 __all__ = ["DatasetError", "DatasetNotFoundError", "read_idx", "write_idx"]
@@ -39,7 +40,7 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 _DTYPE_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A data file or folder is missing, corrupt or inconsistent.
 
     The message always names the offending path, what is wrong and the fix.

@@ -385,12 +385,13 @@ for _name, _factory in [
 def init_slope(module: nn.Module | None) -> float | None:
     """Initial negative slope ``a`` of a rectifier, for He init (paper Eq. 15).
 
-    ReLU and HeLU 0, LeakyReLU its ``negative_slope``, PReLU (ours or torch's) its ``init``,
-    RReLU the mean ``(l + u) / 2``; ``None`` for non-rectifiers (ELU, GELU, ...).
+    ReLU, ReLU6 and HeLU 0, LeakyReLU its ``negative_slope``, PReLU (ours or torch's) its
+    ``init``, RReLU the mean ``(l + u) / 2``; ``None`` for non-rectifiers (ELU, GELU, ...).
+    This is the one definition; ``rectifiers.init`` uses it.
     """
     if module is None:
         return None
-    if isinstance(module, (nn.ReLU, HeLU)):
+    if isinstance(module, (nn.ReLU, nn.ReLU6, HeLU)):
         return 0.0
     if isinstance(module, nn.LeakyReLU):
         return float(module.negative_slope)
@@ -399,3 +400,13 @@ def init_slope(module: nn.Module | None) -> float | None:
     if isinstance(module, nn.RReLU):
         return (float(module.lower) + float(module.upper)) / 2
     return None
+
+
+def is_learnable_activation(module: nn.Module) -> bool:
+    """True if ``module`` is an activation with learnable parameters (PReLU slopes, a learnable
+    swish beta, ...): the paper's "slopes" (Sec. 2.1), counted apart from the weights and never
+    weight-decayed (Eq. 4). The one definition; ``optim``, ``models.complexity`` and
+    ``analysis.slopes`` use it. Contract: such modules of ``rectifiers.nn`` set the class
+    attribute ``no_weight_decay = True``; ``torch.nn.PReLU`` is recognised too.
+    """
+    return isinstance(module, nn.PReLU) or bool(getattr(type(module), "no_weight_decay", False))

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rectifiers.errors import UserError
 from rectifiers.files import atomic_path
 
 FORMAT = "rectifiers.checkpoint"
@@ -34,7 +35,7 @@ LAST = "checkpoint-last.safetensors"
 BEST = "checkpoint-best.safetensors"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
 
 
