@@ -107,6 +107,28 @@ def test_ddp_shards_union_equals_single_process_batch(world):
     assert len(set(torch.cat(per_rank).tolist())) == 96
 
 
+@pytest.mark.parametrize("augment", ["pad_crop_flip", "scale_jitter_small", "paper_small"])
+def test_each_sample_augments_the_same_in_any_batch_size_and_thread_count(augment):
+    """Bit-equality that holds on any x86-64 CPU: every augmentation op is a gather, an
+    elementwise op or a call on the one sample, so a sample's result cannot depend on its
+    batch companions (a batched matmul/interpolate could, through the batch's blocking)."""
+    ds = _ds(48, 28)
+    if augment == "paper_small":
+        augment = AugmentConfig(crop_size=24, scale_range=(24, 32), pca_std=0.1)
+    whole = list(build_loader(ds, 16, train=True, seed=3, augment=augment))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        # world 16 x batch 1: every sample augmented alone, single-threaded
+        alone = [list(build_loader(ds, 1, train=True, seed=3, augment=augment, rank=r,
+                                   world_size=16)) for r in range(16)]
+    finally:
+        torch.set_num_threads(threads)
+    for j, (x, y) in enumerate(whole):
+        assert torch.equal(torch.cat([a[j][0] for a in alone]), x)
+        assert torch.equal(torch.cat([a[j][1] for a in alone]), y)
+
+
 def test_resume_on_a_different_world_size_with_the_same_global_batch():
     ds = _ds(64, 28)
     one = build_loader(ds, 16, train=True, seed=2)

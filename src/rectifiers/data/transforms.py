@@ -8,6 +8,16 @@ application (``sample_*`` vs. apply) so a loader can draw them for a whole globa
 batch and hand each DDP rank its slice - the augmentation a sample receives does not
 depend on how the batch is sharded.
 
+What is guaranteed, bit for bit: the augmented (and normalised) image of a sample is a
+function of the sample and its drawn parameters only - the same in a batch of 1 or 512, on
+any DDP rank, at any thread count, on a given machine (CPU kind and torch build). Every op
+here is a gather/index (exact), elementwise arithmetic (one IEEE rounding per op, identical
+in vector and scalar code paths), or a call on that one sample alone (the resize in
+:func:`scale_jitter`); none is a matmul or a reduction over the batch dimension, whose
+blocking can change with the batch size. Across CPU kinds only the exact ops (crops, flips,
+padding, uint8 gathers) are guaranteed identical; float results (resize, colour noise,
+normalisation) may differ in the last bits.
+
 Paper recipe (He et al. 2015, Sec. 3, following VGG/AlexNet): resize so the shorter side
 is ``s ~ U[256, 512]`` (scale jitter), take a random 224x224 crop, flip half of the
 images horizontally, add AlexNet PCA colour noise, subtract the per-pixel mean.
@@ -208,19 +218,21 @@ def scale_jitter(x: torch.Tensor, scales: torch.Tensor, fractions: torch.Tensor,
                  crop_size: int) -> torch.Tensor:
     """Resize image ``i`` to shorter side ``scales[i]``, crop ``crop_size`` at ``fractions[i]``.
 
-    ``x``: ``(N,C,H,W)`` batch of equal-size images. Images that share a scale are resized
-    in one call, so the cost is one interpolate per *distinct* scale (9 for [28, 36]).
-    Returns ``(N, C, crop_size, crop_size)`` with ``x``'s dtype.
+    ``x``: ``(N,C,H,W)`` batch of equal-size images. Each image is resized by its own call
+    (shape ``(1,C,H,W)``), never grouped with others: the result for a sample is then the
+    same whatever batch (or DDP rank) it arrives in, on any CPU (a grouped interpolate may
+    pick another kernel or vector blocking for another group size). Returns
+    ``(N, C, crop_size, crop_size)`` with ``x``'s dtype.
     """
     n, c = x.shape[:2]
-    if int(scales.min()) < crop_size:
+    if n and int(scales.min()) < crop_size:
         raise ValueError(f"scale jitter: shorter side {int(scales.min())} < crop {crop_size}")
     out = torch.empty(n, c, crop_size, crop_size, dtype=x.dtype)
-    for s in torch.unique(scales).tolist():
-        idx = (scales == s).nonzero().view(-1)
-        r = resize_shorter(x[idx], int(s))
-        off = apply_crop_fractions(fractions[idx], r.shape[-2], r.shape[-1], crop_size, crop_size)
-        out[idx] = batch_crop(r, off[:, 0], off[:, 1], crop_size, crop_size)
+    for i, s in enumerate(scales.tolist()):
+        r = resize_shorter(x[i:i + 1], int(s))
+        off = apply_crop_fractions(fractions[i:i + 1], r.shape[-2], r.shape[-1], crop_size,
+                                   crop_size)
+        out[i] = crop(r[0], (int(off[0, 0]), int(off[0, 1]), crop_size, crop_size))
     return out
 
 
@@ -237,8 +249,13 @@ def pca_lighting(x: torch.Tensor, alphas: torch.Tensor, eigval: torch.Tensor,
     """
     if x.shape[1] != 3:
         raise ValueError(f"PCA colour noise needs 3 channels, got {x.shape[1]}")
-    offset = (alphas.to(x.dtype) * eigval.to(x.dtype)) @ eigvec.to(x.dtype).T  # (N, 3)
-    return x + (scale * offset).view(-1, 3, 1, 1)
+    # The 3x3 product is written out as elementwise multiply-adds in a fixed order, not as a
+    # matmul: a BLAS matmul over the batch may block differently for another batch size (seen
+    # on AVX-512 CPUs), while elementwise ops give every sample the same bits in any batch.
+    w = alphas.to(x.dtype) * eigval.to(x.dtype)  # (N, 3)
+    v = eigvec.to(x.dtype)
+    offset = w[:, 0:1] * v[:, 0] + w[:, 1:2] * v[:, 1] + w[:, 2:3] * v[:, 2]  # (N, 3)
+    return x + (offset * scale).view(-1, 3, 1, 1)
 
 
 # ---------------------------------------------------------------------------- statistics
