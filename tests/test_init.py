@@ -285,6 +285,32 @@ def test_lsuv_reaches_unit_variance():
                 assert abs(float(h.var()) - 1) <= 0.05
 
 
+def test_initialize_lsuv_takes_a_loader_batch_and_equals_lsuv_on_its_inputs():
+    """The API training uses: ``initialize(model, scheme, data=batch)`` with (x, y) from a loader;
+    the other schemes ignore ``data``, so a caller may always pass it."""
+    x = torch.randn(64, 8, 5, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.zeros(64, dtype=torch.long)
+    a = I.initialize(_net(lambda c: nn.ReLU()), "lsuv", data=(x, y), generator=3)
+    b = _net(lambda c: nn.ReLU())
+    I.lsuv_(b, x, generator=3)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    c = I.initialize(_net(lambda c: nn.ReLU()), "he", data=(x, y), generator=3)
+    d = I.initialize(_net(lambda c: nn.ReLU()), "he", generator=3)
+    for pc, pd in zip(c.parameters(), d.parameters(), strict=True):
+        assert torch.equal(pc, pd)
+    assert I.DATA_DEPENDENT_SCHEMES == {"lsuv"}
+    with pytest.raises(ValueError, match="data-dependent"):
+        I.initialize(_net(lambda c: nn.ReLU()), "lsuv", data=[])
+
+
+def test_init_slope_is_the_one_definition_in_nn():
+    import rectifiers.nn
+
+    assert I.init_slope is rectifiers.nn.init_slope
+    assert I.init_slope(nn.ReLU6()) == 0.0
+
+
 # ---- Sec. 2.2: 30 plain ReLU layers -----------------------------------------------------
 WIDTH, DEPTH, BATCH = 256, 30, 512
 
