@@ -45,15 +45,18 @@ __all__ = [
 
 class _HeLUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, alpha: float, inplace: bool) -> torch.Tensor:
         # 1 byte per element instead of the 4-byte input: all backward needs
         ctx.save_for_backward(x > -alpha)
+        if inplace:
+            ctx.mark_dirty(x)
+            return x.relu_()
         return torch.relu(x)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         (mask,) = ctx.saved_tensors
-        return g * mask, None
+        return g * mask, None, None
 
 
 class HeLU(nn.Module):
@@ -63,16 +66,17 @@ class HeLU(nn.Module):
     units from dying; inference costs exactly a ReLU. Saves a bool mask (1 byte/element).
     """
 
-    def __init__(self, alpha: float = 0.05) -> None:
+    def __init__(self, alpha: float = 0.05, inplace: bool = False) -> None:
         super().__init__()
         if not (math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"helu: alpha must be a finite number >= 0, got {alpha}")
         self.alpha = float(alpha)
+        self.inplace = bool(inplace)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
-            return _HeLUFunction.apply(x, self.alpha)
-        return torch.relu(x)
+            return _HeLUFunction.apply(x, self.alpha, self.inplace)
+        return torch.relu_(x) if self.inplace else torch.relu(x)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -256,13 +260,22 @@ def _accepted(factory: Callable[..., nn.Module]) -> tuple[list[str], bool]:
     return [n for n in names if n != "channels"], var_kw
 
 
-def make_activation(name: str, channels: int | None = None, **kwargs: Any) -> nn.Module:
+def make_activation(
+    name: str, channels: int | None = None, inplace: bool | None = None, **kwargs: Any
+) -> nn.Module:
     """Build activation ``name`` (see :func:`list_activations`) for ``channels`` channels.
+
+    ``inplace`` is accepted for every activation: ``True`` overwrites the input where the
+    backward can be computed from the output or a mask (relu, leaky_relu, prelu, rrelu, elu,
+    selu, smelu, helu); for the others (gelu, silu, mish, ...) it is a documented no-op: they
+    need their input for backward, so an in-place write would only add a copy. ``None`` keeps
+    the activation's default (``relu`` is in place by default, the others are not). Models may
+    pass ``inplace=True`` wherever the activation's input is not used by anything else.
 
     Example::
 
         >>> act = make_activation("prelu", channels=64)        # channel-wise, a0 = 0.25
-        >>> act = make_activation("leaky_relu", negative_slope=0.25)
+        >>> act = make_activation("leaky_relu", negative_slope=0.25, inplace=True)
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown activation '{name}'; known: {', '.join(list_activations())}")
@@ -272,11 +285,18 @@ def make_activation(name: str, channels: int | None = None, **kwargs: Any) -> nn
     if bad and not var_kw:
         raise TypeError(
             f"activation '{name}' got unexpected keyword argument(s) {bad}; it accepts "
-            f"{accepted or 'no keyword arguments'} (and channels=)"
+            f"{[a for a in accepted if a != 'inplace'] or 'no keyword arguments'} "
+            "(and channels=, inplace=)"
         )
     if channels is not None and (isinstance(channels, bool) or not isinstance(channels, int)
                                  or channels < 1):
         raise ValueError(f"channels must be a positive int or None, got {channels!r}")
+    if inplace is not None:
+        if not isinstance(inplace, bool):
+            raise TypeError(f"inplace must be True, False or None, got {inplace!r}")
+        if "inplace" in accepted or var_kw:
+            kwargs["inplace"] = inplace
+        # a user-registered factory without an inplace argument: a no-op, as documented
     return factory(channels=channels, **kwargs)
 
 
@@ -294,13 +314,9 @@ def _relu(channels=None, inplace: bool = True) -> nn.Module:
 
 
 def _leaky(channels=None, negative_slope: float = 0.01, inplace: bool = False) -> nn.Module:
-    # torch's in-place leaky_relu already saves only its output (exact for slope > 0)
-    if inplace and negative_slope < 0:
-        raise ValueError(
-            f"leaky_relu: inplace=True needs negative_slope >= 0 (got {negative_slope}); its "
-            "backward reads the sign from the output"
-        )
-    return nn.LeakyReLU(negative_slope, inplace=inplace)
+    # torch's in-place leaky_relu saves only its output, exact for slope >= 0; a negative slope
+    # loses the sign, so inplace is then a no-op
+    return nn.LeakyReLU(negative_slope, inplace=inplace and negative_slope >= 0)
 
 
 def _prelu(channels=None, init: float = 0.25, inplace: bool = False) -> nn.Module:
@@ -311,53 +327,56 @@ def _prelu_shared(channels=None, init: float = 0.25, inplace: bool = False) -> n
     return PReLU(1, init=init, inplace=inplace)
 
 
-def _rrelu(channels=None, lower: float = 1 / 8, upper: float = 1 / 3) -> nn.Module:
+def _rrelu(channels=None, lower: float = 1 / 8, upper: float = 1 / 3,
+           inplace: bool = False) -> nn.Module:
     if not 0 <= lower <= upper:
         raise ValueError(f"rrelu: need 0 <= lower <= upper, got lower={lower}, upper={upper}")
-    return RReLU(lower, upper)
+    return RReLU(lower, upper, inplace=inplace)
 
 
-def _elu(channels=None, alpha: float = 1.0) -> nn.Module:
-    return nn.ELU(alpha)
+def _elu(channels=None, alpha: float = 1.0, inplace: bool = False) -> nn.Module:
+    return nn.ELU(alpha, inplace=inplace and alpha >= 0)
 
 
-def _selu(channels=None) -> nn.Module:
-    return nn.SELU()
+def _selu(channels=None, inplace: bool = False) -> nn.Module:
+    return nn.SELU(inplace=inplace)
 
 
-def _gelu(channels=None) -> nn.Module:
+def _gelu(channels=None, inplace: bool = False) -> nn.Module:
     return nn.GELU()
 
 
-def _gelu_tanh(channels=None) -> nn.Module:
+def _gelu_tanh(channels=None, inplace: bool = False) -> nn.Module:
     return GELUTanh()
 
 
-def _silu(channels=None) -> nn.Module:
+def _silu(channels=None, inplace: bool = False) -> nn.Module:
     return nn.SiLU()
 
 
-def _swish(channels=None, init: float = 1.0, channel_wise: bool = False) -> nn.Module:
+def _swish(channels=None, init: float = 1.0, channel_wise: bool = False,
+           inplace: bool = False) -> nn.Module:
     return Swish(_needs_channels("swish", channels) if channel_wise else 1, init=init)
 
 
-def _mish(channels=None) -> nn.Module:
+def _mish(channels=None, inplace: bool = False) -> nn.Module:
     return nn.Mish()
 
 
-def _golu(channels=None) -> nn.Module:
+def _golu(channels=None, inplace: bool = False) -> nn.Module:
     return GoLU()
 
 
-def _smelu(channels=None, beta: float = 1.0) -> nn.Module:
+def _smelu(channels=None, beta: float = 1.0, inplace: bool = False) -> nn.Module:
     return SmeLU(beta)
 
 
-def _helu(channels=None, alpha: float = 0.05) -> nn.Module:
-    return HeLU(alpha)
+def _helu(channels=None, alpha: float = 0.05, inplace: bool = False) -> nn.Module:
+    return HeLU(alpha, inplace=inplace)
 
 
-def _sau(channels=None, alpha: float = 0.01, sigma: float = 1.0) -> nn.Module:
+def _sau(channels=None, alpha: float = 0.01, sigma: float = 1.0,
+         inplace: bool = False) -> nn.Module:
     return SAU(alpha, sigma)
 
 
