@@ -26,6 +26,18 @@ def test_learned_slopes_rows_in_module_order():
     assert r1["variant"] == "channel-shared" and r1["mean"] == -0.5 and r1["std"] == 0.0
 
 
+def test_learned_slopes_follow_the_one_learnable_activation_predicate():
+    from rectifiers.models.complexity import count_slopes
+    from rectifiers.nn import Swish, is_learnable_activation
+
+    net = nn.Sequential(nn.Linear(4, 4), Swish(num_parameters=4), nn.Linear(4, 4), PReLU(),
+                        nn.LeakyReLU(0.25))
+    rows = learned_slopes(net)
+    assert [(r["layer"], r["parameter"]) for r in rows] == [("1", "beta"), ("3", "weight")]
+    assert all(is_learnable_activation(net[int(r["layer"])]) for r in rows)
+    assert count_slopes(net) == sum(r["num_parameters"] for r in rows) == 5
+
+
 def test_paper_table1_has_13_prelu_layers_and_paper_values():
     assert len(PAPER_TABLE1) == 13  # 11 conv + fc1 + fc2: the 13 channel-shared parameters
     assert PAPER_TABLE1["conv1"] == (0.681, 0.596)

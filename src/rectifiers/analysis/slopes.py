@@ -1,4 +1,8 @@
-"""Learned PReLU coefficients per layer (paper Table 1), and the paper's values for reports."""
+"""Learned activation coefficients per layer (paper Table 1), and the paper's values for reports.
+
+Which modules have learnable coefficients is decided once, by
+:func:`rectifiers.nn.is_learnable_activation` (PReLU slopes, a learnable Swish beta, ...).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from rectifiers.nn import is_learnable_activation
 
 __all__ = ["PAPER_TABLE1", "learned_slopes"]
 
@@ -28,36 +34,34 @@ PAPER_TABLE1: dict[str, tuple[float, float]] = {
 }
 
 
-def _is_prelu(module: nn.Module) -> bool:
-    from rectifiers.nn import PReLU
-
-    return isinstance(module, (PReLU, nn.PReLU))
-
-
 def learned_slopes(model: nn.Module) -> list[dict[str, Any]]:
-    """One row per PReLU module (``rectifiers.nn.PReLU`` or ``torch.nn.PReLU``), in module order.
+    """One row per learnable activation parameter (a PReLU's slopes ``a_i``, a learnable
+    Swish's ``beta``), in module order; modules as :func:`rectifiers.nn.is_learnable_activation`.
 
-    Row keys: ``layer`` (module name), ``variant`` (``"channel-shared"`` for one slope,
-    ``"channel-wise"`` otherwise), ``num_parameters``, and ``mean``, ``std`` (population std,
-    0 for a shared slope), ``min``, ``max`` of its slopes ``a_i`` - Table 1 reports the mean.
+    Row keys: ``layer`` (module name), ``parameter`` (``"weight"`` for PReLU), ``variant``
+    (``"channel-shared"`` for one slope, ``"channel-wise"`` otherwise), ``num_parameters``,
+    and ``mean``, ``std`` (population std, 0 for a shared slope), ``min``, ``max`` of its
+    values ``a_i`` - Table 1 reports the mean.
 
     Example:
         >>> for row in learned_slopes(model): print(row["layer"], round(row["mean"], 3))
     """
     rows = []
     for name, m in model.named_modules():
-        if not _is_prelu(m):
+        if not is_learnable_activation(m):
             continue
-        a = m.weight.detach().to(torch.float64).reshape(-1)
-        rows.append({
-            "layer": name,
-            "variant": "channel-shared" if a.numel() == 1 else "channel-wise",
-            "num_parameters": a.numel(),
-            "mean": float(a.mean()),
-            "std": float(a.std(unbiased=False)),
-            "min": float(a.min()),
-            "max": float(a.max()),
-        })
+        for pname, param in m.named_parameters(recurse=False):
+            a = param.detach().to(torch.float64).reshape(-1)
+            rows.append({
+                "layer": name,
+                "parameter": pname,
+                "variant": "channel-shared" if a.numel() == 1 else "channel-wise",
+                "num_parameters": a.numel(),
+                "mean": float(a.mean()),
+                "std": float(a.std(unbiased=False)),
+                "min": float(a.min()),
+                "max": float(a.max()),
+            })
     return rows
 
 

@@ -13,20 +13,16 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rectifiers.nn import PReLU
-
-
-def _is_slope_module(m: nn.Module) -> bool:
-    # Contract of rectifiers.nn: learnable activations carry no_weight_decay = True.
-    return isinstance(m, (PReLU, nn.PReLU)) or bool(getattr(type(m), "no_weight_decay", False))
+from rectifiers.nn import is_learnable_activation
 
 
 def count_slopes(model: nn.Module) -> int:
-    """Number of learnable activation parameters (PReLU ``a_i``; paper Sec. 2.1)."""
+    """Number of learnable activation parameters (PReLU ``a_i``; paper Sec. 2.1), counted over
+    the modules :func:`rectifiers.nn.is_learnable_activation` accepts (shared ones once)."""
     seen: set[int] = set()
     total = 0
     for m in model.modules():
-        if _is_slope_module(m):
+        if is_learnable_activation(m):
             for p in m.parameters():
                 if id(p) not in seen:
                     seen.add(id(p))
