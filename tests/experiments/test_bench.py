@@ -54,7 +54,7 @@ class FakeRunner:
 @pytest.fixture
 def fake(monkeypatch):
     runner = FakeRunner()
-    monkeypatch.setattr(bench, "run_cell", runner)
+    monkeypatch.setattr(bench.run, "run_cell", runner)
     return runner
 
 
@@ -89,12 +89,12 @@ def test_grid_is_seed_major_so_a_partial_grid_covers_every_cell(tmp_path, fake):
 
 def test_interrupted_run_leaves_no_row_and_is_redone(tmp_path, monkeypatch):
     crashing = FakeRunner(fail_on=3)
-    monkeypatch.setattr(bench, "run_cell", crashing)
+    monkeypatch.setattr(bench.run, "run_cell", crashing)
     with pytest.raises(KeyboardInterrupt):
         run_grid(_grid(), BenchSettings(), tmp_path, log=_quiet)
     assert len(read_rows(tmp_path / "runs.csv")) == 3
     again = FakeRunner()
-    monkeypatch.setattr(bench, "run_cell", again)
+    monkeypatch.setattr(bench.run, "run_cell", again)
     run_grid(_grid(), BenchSettings(), tmp_path, log=_quiet)
     assert len(again.calls) == len(_grid().specs()) - 3
     assert set(again.calls).isdisjoint(crashing.calls)
@@ -272,7 +272,7 @@ def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
         calls.append(spec.key)
         return real(spec, settings)
 
-    monkeypatch.setattr(bench, "run_cell", counting)
+    monkeypatch.setattr(bench.run, "run_cell", counting)
     grid = Grid(acts=("relu", "prelu"), inits=("he",), depths=(5,), widths=(4,), seeds=2,
                 epochs=1, subset=128)
     settings = BenchSettings(batch_size=32, test_subset=100, device="cpu")
@@ -304,3 +304,18 @@ def test_missing_dataset_is_a_clear_error_not_a_trace(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "does not exist" in err and "--data-dir" in err
     assert read_rows(tmp_path / "o" / "runs.csv") == []
+
+
+@pytest.mark.parametrize("case", ["file", "bad_recipe"])
+def test_bad_out_dir_is_one_message_and_exit_2(tmp_path, capsys, fake, case):
+    out = tmp_path / "o"
+    if case == "file":
+        out.write_text("not a directory")
+    else:
+        out.mkdir()
+        (out / "bench.json").write_text("{not json")
+    argv = ["--preset", "quick", "--out-dir", str(out), "--no-cost", "--no-plots"]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1 and str(out) in err
+    assert fake.calls == []

@@ -1,0 +1,184 @@
+"""Running the grid: one run trained by the engine (:func:`run_cell`) and the resumable loop
+over every unfinished run of a grid (:func:`run_grid`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rectifiers.analysis.dead_units import DeadUnitTracker
+from rectifiers.data import FashionMNIST, build_loader
+from rectifiers.experiments.bench.grid import BenchSettings, Grid, RunSpec
+from rectifiers.experiments.bench.store import (
+    CSV_NAME,
+    PREDS_DIR,
+    append_row,
+    check_settings,
+    prepare_dir,
+    read_rows,
+    row_key,
+    save_preds,
+)
+from rectifiers.train import DivergenceError, TrainConfig, train
+
+__all__ = ["RunOutcome", "run_cell", "run_grid"]
+
+
+@dataclass
+class RunOutcome:
+    """What one run produced. ``predictions``: top-1 class per test example, in test-set order."""
+
+    test_acc: float
+    train_loss: float
+    epochs_done: int
+    wall_s: float
+    diverged: bool
+    dead_rate: float
+    predictions: np.ndarray
+    device: str = "cpu"
+    never_active: float = float("nan")
+
+
+def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
+    """Train one run in-process with ``rectifiers.train.train`` and evaluate it on the test set.
+
+    The test set is the first ``settings.test_subset`` examples of the official test split
+    (all 10000 if 0), in order and the same for every run, so predictions of two seeds can be
+    compared example by example; it is normalised exactly as training normalised its inputs.
+
+    ``diverged``: training stopped on a non-finite loss (``DivergenceError``) or a weight is
+    not finite. Such a run counts as a chance-level classifier (accuracy 1/classes, predictions
+    -1 = none) so that instability lowers a cell's mean instead of silently leaving it.
+    ``dead_rate``: the dynamic dead-unit rate at the end of training, i.e. the fraction of all
+    activation outputs on the test set that are exactly zero (``analysis.dead_units``: the
+    per-layer zero fractions weighted by layer size). ``never_active``: the fraction of units
+    (channel x position) whose input was never > 0 on any test example.
+    """
+    cfg = TrainConfig(
+        model=settings.model, act=spec.act, init=spec.init,
+        model_kwargs={"depth": spec.depth, "width": spec.width},
+        dataset="fashion_mnist", data_dir=settings.data_dir,
+        max_train_samples=spec.subset or None,
+        # train() validates each epoch on its own seeded subset; that is only its log. The
+        # bench's numbers come from the fixed test set below, so keep this pass small.
+        max_val_samples=min(settings.test_subset or 10000, 1000),
+        augment=settings.augment, epochs=spec.epochs, batch_size=settings.batch_size,
+        lr=settings.lr, weight_decay=settings.weight_decay, sched=settings.sched,
+        device=settings.device, amp=settings.amp, channels_last=settings.channels_last,
+        seed=spec.seed, out_dir=None, progress=False, verbose=False,
+    )
+    test = _test_set(settings)
+    labels = test.labels.numpy()
+    chance = 1.0 / test.num_classes
+    t0 = time.perf_counter()
+    try:
+        result = train(cfg)
+    except DivergenceError as exc:
+        return RunOutcome(
+            test_acc=chance, train_loss=float("nan"),
+            epochs_done=len(exc.history), wall_s=time.perf_counter() - t0, diverged=True,
+            dead_rate=float("nan"), never_active=float("nan"),
+            predictions=np.full(labels.shape, -1, dtype=np.int64), device=cfg.device)
+    wall = time.perf_counter() - t0
+    model = result.model
+    device = next(model.parameters()).device
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return RunOutcome(
+            test_acc=chance, train_loss=_final_train_loss(result),
+            epochs_done=len(result.history), wall_s=wall, diverged=True,
+            dead_rate=float("nan"), never_active=float("nan"),
+            predictions=np.full(labels.shape, -1, dtype=np.int64), device=str(device))
+    # Evaluate with the normalisation train() computed, so bench and training never differ.
+    loader = build_loader(test, 500, train=False, normalization=result.normalization)
+    preds, dead, never = _predict(model, loader, device, settings)
+    train_loss = _final_train_loss(result)
+    return RunOutcome(
+        test_acc=float((preds == labels).mean()), train_loss=train_loss,
+        epochs_done=len(result.history), wall_s=wall,
+        diverged=not math.isfinite(train_loss), dead_rate=dead, never_active=never,
+        predictions=preds, device=str(device))
+
+
+def _final_train_loss(result: Any) -> float:
+    history = getattr(result, "history", None) or []
+    return float(history[-1]["train_loss"]) if history else float("nan")
+
+
+def _test_set(settings: BenchSettings) -> Any:
+    """The fixed test set (first ``test_subset`` examples) every run is scored on."""
+    test = FashionMNIST(settings.data_dir, "test")
+    if settings.test_subset:
+        test.images = test.images[: settings.test_subset]
+        test.labels = test.labels[: settings.test_subset]
+    return test
+
+
+def _predict(model: Any, loader: Any, device: Any, settings: BenchSettings,
+             ) -> tuple[np.ndarray, float, float]:
+    """Top-1 predictions over ``loader`` and the dead-unit rates seen meanwhile."""
+    model.eval()
+    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.amp)
+    out: list[torch.Tensor] = []
+    with torch.no_grad(), DeadUnitTracker(model) as tracker:
+        for x, _ in loader:
+            x = x.to(device)
+            if settings.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+                out.append(model(x).float().argmax(1).cpu())
+    rows = tracker.summary()
+    units = np.array([r["units"] for r in rows], dtype=np.float64)
+    zero = np.array([r["zero_fraction"] for r in rows])
+    never = np.array([r["never_active_fraction"] for r in rows])
+    return (torch.cat(out).numpy().astype(np.int64), float((zero * units).sum() / units.sum()),
+            float((never * units).sum() / units.sum()))
+
+
+def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
+             max_runs: int | None = None,
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run every unfinished run of ``grid`` into ``out_dir``; return all rows of the CSV.
+
+    Finished runs (same key in ``runs.csv``) are skipped. ``max_runs`` stops after that many
+    new runs (to split a long grid over several sessions).
+    """
+    out = Path(out_dir)
+    prepare_dir(out)
+    check_settings(out, settings)
+    csv_path = out / CSV_NAME
+    rows = read_rows(csv_path)
+    done = {row_key(r) for r in rows}
+    todo = [s for s in grid.specs() if s.key not in done]
+    total = len(grid.specs())
+    log(f"[bench] {total} runs in the grid, {total - len(todo)} already finished, "
+        f"{len(todo)} to run -> {out}")
+    if max_runs is not None:
+        todo = todo[:max_runs]
+    walls: list[float] = []
+    for k, spec in enumerate(todo, 1):
+        outcome = run_cell(spec, settings)  # module attribute: tests count calls through it
+        rel = f"{PREDS_DIR}/{spec.tag}.npy"
+        save_preds(out / rel, outcome.predictions)  # before the row: a row implies its preds
+        row = {**asdict(spec), "test_acc": outcome.test_acc, "test_err": 1.0 - outcome.test_acc,
+               "train_loss": outcome.train_loss, "epochs_done": outcome.epochs_done,
+               "wall_s": outcome.wall_s, "diverged": outcome.diverged,
+               "dead_rate": outcome.dead_rate, "never_active": outcome.never_active,
+               "preds": rel, "device": outcome.device,
+               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        append_row(csv_path, row)
+        rows.append(row)
+        walls.append(outcome.wall_s)
+        eta = statistics.median(walls) * (len(todo) - k)
+        log(f"[bench] {k}/{len(todo)} {spec.tag}: acc {outcome.test_acc:.4f} "
+            f"loss {outcome.train_loss:.4f}{' DIVERGED' if outcome.diverged else ''} "
+            f"dead {outcome.dead_rate:.3f} ({outcome.wall_s:.1f}s, ~{eta / 60:.0f} min left)")
+    return rows
