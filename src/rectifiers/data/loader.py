@@ -30,14 +30,20 @@ import logging
 import math
 import os
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from rectifiers.data.fashion_mnist import FashionMNIST
+from rectifiers.data.augment import AUGMENT_PRESETS, AugmentConfig, resolve_augment
+from rectifiers.data.datasets import (
+    InMemoryDataset,
+    default_split,
+    derive_seed,
+    open_dataset,
+)
 from rectifiers.data.folder import ImageFolder
-from rectifiers.data.synthetic import SyntheticDataset
+from rectifiers.data.idx import DatasetError
 from rectifiers.data.transforms import (
     Normalizer,
     apply_crop_fractions,
@@ -55,81 +61,30 @@ from rectifiers.data.transforms import (
     sample_scales,
     scale_jitter,
 )
+from rectifiers.errors import ConfigError
+from rectifiers.files import atomic_write_text
 
 __all__ = ["AUGMENT_PRESETS", "AugmentConfig", "BatchLoader", "DataConfig", "build_loader",
            "derive_seed"]
 
+SKIPPED_LIST = "skipped_images.txt"  # file name of BatchLoader.write_skipped
+
 log = logging.getLogger(__name__)
 
 
-def derive_seed(*key: int) -> int:
-    """A well-mixed 63-bit seed from integers (numpy ``SeedSequence``); stable across versions."""
-    return int(np.random.SeedSequence([int(k) & 0xFFFFFFFFFFFFFFFF for k in key])
-               .generate_state(1, np.uint64)[0]) >> 1
-
-
 _ORDER, _AUG = 0x0D, 0xA6  # stream tags so order and augmentation never share a generator
-
-
-# ------------------------------------------------------------------------------ configs
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Training augmentation. Order: geometry (scale jitter *or* pad+crop), flip, colour.
-
-    Attributes:
-        crop_size: output side; ``None`` keeps the input size (pad-and-crop back to it).
-        pad: pixels padded on each side before a random crop (small images).
-        pad_mode: ``"reflect"`` or ``"zeros"``.
-        scale_range: ``(lo, hi)``: shorter side ``s ~ U{lo..hi}`` before a random
-            ``crop_size`` crop (the paper: ``(256, 512)`` -> 224; small images e.g.
-            ``(28, 36)`` -> 28). ``None``: no rescaling.
-        flip: horizontal flip with probability 1/2.
-        pca_std: std of AlexNet PCA colour noise (paper/AlexNet: 0.1); 0 disables.
-    """
-
-    crop_size: int | None = None
-    pad: int = 0
-    pad_mode: str = "reflect"
-    scale_range: tuple[int, int] | None = None
-    flip: bool = True
-    pca_std: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.pad < 0:
-            raise ValueError(f"augment pad must be >= 0, got {self.pad}")
-        if self.pad_mode not in ("reflect", "zeros"):
-            raise ValueError(f"augment pad_mode must be 'reflect' or 'zeros', "
-                             f"got {self.pad_mode!r}")
-        if self.scale_range is not None:
-            lo, hi = self.scale_range
-            if not 1 <= lo <= hi:
-                raise ValueError(f"augment scale_range must be (lo, hi) with 1 <= lo <= hi, "
-                                 f"got {self.scale_range}")
-            if self.crop_size is not None and lo < self.crop_size:
-                raise ValueError(f"augment scale_range lower end {lo} is smaller than the crop "
-                                 f"{self.crop_size}; every rescaled image must contain the crop")
-        if self.pca_std < 0:
-            raise ValueError(f"augment pca_std must be >= 0, got {self.pca_std}")
-
-
-AUGMENT_PRESETS: dict[str, AugmentConfig] = {
-    "none": AugmentConfig(flip=False),
-    "flip": AugmentConfig(flip=True),
-    # Small images (Fashion-MNIST default): 2-px reflect pad, random crop back, flip.
-    "pad_crop_flip": AugmentConfig(pad=2, flip=True),
-    # Scale jitter for 28-px images, the small-image analogue of the paper's [256, 512] -> 224.
-    "scale_jitter_small": AugmentConfig(crop_size=28, scale_range=(28, 36), flip=True),
-    # The paper (Sec. 3): shorter side ~ U[256, 512], random 224 crop, flip, AlexNet colour.
-    "paper": AugmentConfig(crop_size=224, scale_range=(256, 512), flip=True, pca_std=0.1),
-}
 
 
 @dataclass
 class DataConfig:
     """What to load. ``dataset``: ``"fashion_mnist"``, ``"synthetic"`` or ``"folder"``.
 
-    ``split`` defaults to ``"train"`` for training loaders and to ``"test"``
-    (Fashion-MNIST) / ``"val"`` (folder, synthetic) otherwise. ``normalize`` is
+    The split is opened with :func:`rectifiers.data.open_dataset` (``subset``: its one
+    seeded-subset rule, seeded by ``data_seed``). ``split`` defaults to
+    :func:`~rectifiers.data.default_split` (``"train"`` for training loaders, else ``"test"``
+    for Fashion-MNIST and synthetic data, ``"val"`` for folders). ``skip_bad_images`` (or
+    ``on_error="skip"``): folders drop undecodable images, counted and listed by
+    :meth:`BatchLoader.write_skipped`. ``normalize`` is
     ``"default"`` (standardize for Fashion-MNIST/synthetic, the paper's per-pixel
     ``"mean_image"`` for folders), ``"standardize"``, ``"mean"``, ``"mean_image"`` or
     ``"none"``; statistics always come from the *train* split (folders: estimated from
@@ -146,10 +101,12 @@ class DataConfig:
     image_size: int = 32
     in_chans: int = 3
     data_seed: int = 0
+    subset: int | None = None
     # folder
     crop_size: int = 224
     eval_resize: int = 256
     on_error: str = "raise"
+    skip_bad_images: bool = False
     stats_samples: int = 512
     # normalisation
     normalize: str = "default"
@@ -276,8 +233,10 @@ class BatchLoader:
             )
         self.epoch = 0
         self.position = 0
-        self.skipped = 0
-        self.skipped_paths: list[str] = []
+        # broken links an ImageFolder left out of its listing count as skipped from the start
+        self.skipped_paths: list[str] = list(getattr(data, "bad_paths", []))
+        self._skipped_set = set(self.skipped_paths)
+        self.skipped = len(self.skipped_paths)
 
     # ---------------------------------------------------------------- metadata
     @property
@@ -294,10 +253,6 @@ class BatchLoader:
 
     def __len__(self) -> int:
         return self.num_batches
-
-    @property
-    def batches_remaining(self) -> int:
-        return max(0, self.num_batches - self.position)
 
     def __repr__(self) -> str:
         return (f"BatchLoader({self.name}, n={self.num_samples}, batch={self.batch_size}x"
@@ -427,10 +382,22 @@ class BatchLoader:
     def _record_skips(self, bad: list[str]) -> None:
         if bad:
             self.skipped += len(bad)
-            if len(self.skipped_paths) < 1000:
-                self.skipped_paths.extend(bad[:1000 - len(self.skipped_paths)])
+            for p in bad:
+                if p not in self._skipped_set:
+                    self._skipped_set.add(p)
+                    self.skipped_paths.append(p)
             log.warning("skipped %d unreadable image(s) (total %d), e.g. %s", len(bad),
                         self.skipped, bad[0])
+
+    def write_skipped(self, directory: str | os.PathLike, name: str = SKIPPED_LIST) -> Path | None:
+        """Write the skipped paths (one per line, sorted) to ``directory/name``, atomically.
+
+        Returns the file, or ``None`` (and writes nothing) when no image was skipped.
+        """
+        if not self.skipped_paths:
+            return None
+        return atomic_write_text(Path(directory) / name,
+                                 "".join(p + "\n" for p in sorted(self.skipped_paths)))
 
     # ------------------------------------------------------------- iteration
     def __iter__(self):
@@ -470,28 +437,6 @@ class BatchLoader:
 
 
 # ------------------------------------------------------------------------ construction
-def _resolve_augment(augment: Any, kind: str) -> AugmentConfig:
-    if isinstance(augment, AugmentConfig):
-        return augment
-    if isinstance(augment, dict):
-        d = dict(augment)
-        if d.get("scale_range") is not None:
-            d["scale_range"] = tuple(d["scale_range"])
-        names = {f.name for f in fields(AugmentConfig)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown augment option(s) {sorted(unknown)}; valid: {sorted(names)}")
-        return AugmentConfig(**d)
-    if augment is None or augment is False:
-        return AUGMENT_PRESETS["none"]
-    if augment == "default":
-        return AUGMENT_PRESETS["paper" if kind == "folder" else "pad_crop_flip"]
-    if augment in AUGMENT_PRESETS:
-        return AUGMENT_PRESETS[augment]
-    raise ValueError(f"unknown augment {augment!r}; use one of {sorted(AUGMENT_PRESETS)}, "
-                     f"'default', an AugmentConfig or a dict of its fields")
-
-
 def _stats_sample(folder: ImageFolder, n: int, size: int, resize: int, seed: int) -> torch.Tensor:
     """Centre crops of ``n`` seeded random training images, for normalisation/PCA statistics."""
     g = torch.Generator().manual_seed(derive_seed(seed, 0x57A7))
@@ -499,12 +444,13 @@ def _stats_sample(folder: ImageFolder, n: int, size: int, resize: int, seed: int
     imgs = [folder.load_view(k, resize=resize, crop_size=size) for k in pick]
     imgs = [im for im in imgs if im is not None]
     if not imgs:
-        raise ValueError(f"{folder.root}: no readable image among {n} sampled for statistics")
+        raise DatasetError(f"{folder.root}: none of the {len(pick)} images sampled for the "
+                           f"normalisation statistics could be decoded. Check the image files.")
     return torch.stack(imgs)
 
 
-def _normalizer(kind: str, images: torch.Tensor) -> Normalizer:
-    if kind == "none":
+def _normalizer(kind: str, images: torch.Tensor | None) -> Normalizer:
+    if kind == "none" or images is None:
         return Normalizer("none")
     if kind == "mean_image":
         return Normalizer("mean_image", (images.double().mean(0) / 255.0).tolist())
@@ -528,8 +474,9 @@ def build_loader(dataset: str | DataConfig | Any, batch_size: int, *, train: boo
 
     Args:
         dataset: ``"fashion_mnist"``, ``"synthetic"``, ``"folder"``, a :class:`DataConfig`,
-            or a dataset object (:class:`ImageFolder`, or anything with uint8 ``images``
-            ``(N,C,H,W)`` and int64 ``labels``, e.g. :class:`SyntheticDataset`).
+            or a data set object (from :func:`rectifiers.data.open_dataset`: an
+            :class:`ImageFolder`, or anything with uint8 ``images`` ``(N,C,H,W)`` and int64
+            ``labels``).
         batch_size: per-rank batch; the global batch is ``batch_size * world_size``.
         train: training loader (shuffled, augmented, ``drop_last``) or evaluation loader
             (fixed order, no augmentation, keeps the last partial batch).
@@ -550,13 +497,11 @@ def build_loader(dataset: str | DataConfig | Any, batch_size: int, *, train: boo
             train.set_epoch(epoch)
             for x, y in train: ...
     """
-    if isinstance(dataset, DataConfig):
-        cfg = dataset
-    elif isinstance(dataset, str):
-        cfg = DataConfig(dataset=dataset)
-    else:
-        cfg = None
-    if cfg is not None:
+    kw = dict(batch_size=batch_size, train=train, seed=seed, rank=rank, world_size=world_size,
+              drop_last=drop_last, num_workers=num_workers, shuffle=shuffle,
+              pin_memory=pin_memory)
+    if isinstance(dataset, (str, DataConfig)):
+        cfg = dataset if isinstance(dataset, DataConfig) else DataConfig(dataset=dataset)
         over = dict(options)
         if root is not None:
             over["root"] = str(root)
@@ -567,18 +512,12 @@ def build_loader(dataset: str | DataConfig | Any, batch_size: int, *, train: boo
         names = {f.name for f in fields(DataConfig)}
         unknown = set(over) - names
         if unknown:
-            raise ValueError(f"unknown data option(s) {sorted(unknown)}; valid: {sorted(names)}")
-        cfg = replace(cfg, **over)
-        return _build_from_config(cfg, batch_size, train=train, seed=seed, augment=augment,
-                                  rank=rank, world_size=world_size, drop_last=drop_last,
-                                  num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory)
+            raise ConfigError(f"unknown data option(s) {sorted(unknown)}; valid: {sorted(names)}")
+        return _build_from_config(replace(cfg, **over), augment=augment, **kw)
     if options:
-        raise ValueError(f"options {sorted(options)} only apply to a named dataset/DataConfig")
-    kw = dict(batch_size=batch_size, train=train, seed=seed, rank=rank, world_size=world_size,
-              drop_last=drop_last, num_workers=num_workers, shuffle=shuffle,
-              pin_memory=pin_memory)
+        raise ConfigError(f"options {sorted(options)} only apply to a named dataset/DataConfig")
     if isinstance(dataset, ImageFolder):
-        aug = _resolve_augment(augment, "folder")
+        aug = resolve_augment(augment, "folder")
         norm = Normalizer.from_dict(normalization) if normalization else None
         pca = None
         if norm is None or (train and aug.pca_std > 0):
@@ -593,75 +532,59 @@ def build_loader(dataset: str | DataConfig | Any, batch_size: int, *, train: boo
         raise TypeError(f"dataset must be a name, DataConfig, ImageFolder or an object with "
                         f"uint8 `images` and `labels` tensors; got {type(dataset).__name__}")
     mem, num_classes, classes = _in_memory_from(dataset)
-    aug = _resolve_augment(augment, "memory")
+    aug = resolve_augment(augment, "memory")
     norm = (Normalizer.from_dict(normalization) if normalization
             else _normalizer("standardize", mem.images))
     pca = pca_stats(mem.images) if train and aug.pca_std > 0 and mem.images.shape[1] == 3 else None
+    name = getattr(dataset, "name", None) or type(dataset).__name__
     return BatchLoader(mem, augment=aug, normalizer=norm, num_classes=num_classes, classes=classes,
-                       pca=pca, name=type(dataset).__name__, **kw)
+                       pca=pca, name=name, **kw)
 
 
-def _build_from_config(cfg: DataConfig, batch_size: int, *, train: bool, seed: int, augment: Any,
+def _build_from_config(cfg: DataConfig, *, train: bool, seed: int, augment: Any,
                        **kw: Any) -> BatchLoader:
     kind = cfg.dataset
     norm_kind = cfg.normalize
     if norm_kind == "default":
         norm_kind = "mean_image" if kind == "folder" else "standardize"
     if norm_kind not in Normalizer.KINDS:
-        raise ValueError(f"normalize must be 'default' or one of {Normalizer.KINDS}, "
-                         f"got {norm_kind!r}")
-    aug = _resolve_augment(augment, "folder" if kind == "folder" else "memory")
+        raise ConfigError(f"normalize must be 'default' or one of {Normalizer.KINDS}, "
+                          f"got {norm_kind!r}")
+    aug = resolve_augment(augment, "folder" if kind == "folder" else "memory")
     pca = None
     if cfg.pca is not None:
         pca = (torch.tensor(cfg.pca["eigval"], dtype=torch.float32),
                torch.tensor(cfg.pca["eigvec"], dtype=torch.float32))
-    if kind in ("fashion_mnist", "synthetic"):
-        if kind == "fashion_mnist":
-            split = cfg.split or ("train" if train else "test")
-            data = FashionMNIST(cfg.root, split)
-            ref = data if split == "train" else (FashionMNIST(cfg.root, "train")
-                                                 if cfg.normalization is None else None)
-        else:
-            split = cfg.split or ("train" if train else "val")
+    split = cfg.split or default_split(kind, train)
 
-            def make(sp: str) -> SyntheticDataset:
-                return SyntheticDataset(cfg.num_samples, cfg.num_classes, cfg.image_size,
-                                        cfg.in_chans, cfg.data_seed, sp)
-            data = make(split)
-            ref = data if split == "train" else (make("train") if cfg.normalization is None
-                                                 else None)
-        mem, num_classes, classes = _in_memory_from(data)
-        if cfg.normalization is not None:
-            norm = Normalizer.from_dict(cfg.normalization)
-        else:
-            norm = _normalizer(norm_kind, ref.images)
-        if pca is None and train and aug.pca_std > 0 and mem.images.shape[1] == 3:
-            pca = pca_stats(ref.images if ref is not None else mem.images)
-        return BatchLoader(mem, batch_size=batch_size, train=train, seed=seed, augment=aug,
-                           normalizer=norm, num_classes=num_classes, classes=classes, pca=pca,
-                           name=kind, **kw)
-    if kind == "folder":
-        if cfg.root is None:
-            raise ValueError("dataset 'folder' needs root= (the folder holding train/ and val/)")
-        split = cfg.split or ("train" if train else "val")
-        data = ImageFolder(cfg.root, split, on_error=cfg.on_error, in_chans=cfg.in_chans)
+    def opener(sp: str, subset: int | None) -> InMemoryDataset | ImageFolder:
+        return open_dataset(kind, sp, cfg.root, subset, cfg.data_seed,
+                            skip_bad_images=cfg.skip_bad_images or cfg.on_error == "skip",
+                            in_chans=cfg.in_chans, num_samples=cfg.num_samples,
+                            num_classes=cfg.num_classes, image_size=cfg.image_size)
+
+    data = opener(split, cfg.subset)
+    sample: torch.Tensor | None = None
+    # statistics come from the train split: the opened one, or the whole train split
+    if isinstance(data, ImageFolder):
         crop_size = aug.crop_size if (train and aug.crop_size) else cfg.crop_size
-        need_stats = ((cfg.normalization is None and norm_kind != "none")
-                      or (train and aug.pca_std > 0 and pca is None))
-        if need_stats:
-            ref = data if split == "train" else ImageFolder(cfg.root, "train",
-                                                            on_error=cfg.on_error,
-                                                            in_chans=cfg.in_chans)
+        if ((cfg.normalization is None and norm_kind != "none")
+                or (train and aug.pca_std > 0 and pca is None)):
+            ref = data if split == "train" else opener("train", None)
             sample = _stats_sample(ref, cfg.stats_samples, crop_size, cfg.eval_resize,
                                    cfg.data_seed)
-        if cfg.normalization is not None:
-            norm = Normalizer.from_dict(cfg.normalization)
-        else:
-            norm = Normalizer("none") if norm_kind == "none" else _normalizer(norm_kind, sample)
-        if pca is None and train and aug.pca_std > 0 and data.in_chans == 3:
-            pca = pca_stats(sample)
-        return BatchLoader(data, batch_size=batch_size, train=train, seed=seed, augment=aug,
-                           normalizer=norm, num_classes=data.num_classes, classes=data.classes,
-                           crop_size=crop_size, eval_resize=cfg.eval_resize, pca=pca,
-                           name="folder", **kw)
-    raise ValueError(f"unknown dataset {kind!r}; use 'fashion_mnist', 'synthetic' or 'folder'")
+        extra = dict(crop_size=crop_size, eval_resize=cfg.eval_resize)
+    else:
+        if cfg.normalization is None or (train and aug.pca_std > 0 and pca is None):
+            sample = data.images if split == "train" else opener("train", None).images
+        extra = {}
+    if cfg.normalization is not None:
+        norm = Normalizer.from_dict(cfg.normalization)
+    else:
+        norm = _normalizer(norm_kind, sample)  # sample is None only for kind "none"
+    if pca is None and train and aug.pca_std > 0 and data.in_chans == 3:
+        pca = pca_stats(sample)
+    source = data if isinstance(data, ImageFolder) else _InMemory(data.images, data.labels)
+    return BatchLoader(source, train=train, seed=seed, augment=aug, normalizer=norm,
+                       num_classes=data.num_classes, classes=data.classes, pca=pca, name=kind,
+                       **extra, **kw)
