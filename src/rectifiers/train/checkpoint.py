@@ -1,25 +1,49 @@
 """Checkpoints: one safetensors file per checkpoint, metadata as JSON in its header. No pickle.
 
-Format (``FORMAT``, version 1). A checkpoint is a single ``.safetensors`` file:
+Format (``FORMAT``, version 2). A checkpoint is a single ``.safetensors`` file:
 
 * tensors: every tensor of the saved state under its key path, ``/``-joined, e.g.
-  ``model/features.0.weight``, ``optimizer/state/3/momentum_buffer``, ``rng/torch``;
+  ``/model/features.0.weight``, ``/optimizer/state/3/momentum_buffer``, ``/ranks/0/rng/torch``;
 * header metadata (``dict[str, str]`` in safetensors): ``format``, ``version``, ``meta`` (JSON:
-  model name/kwargs, num_classes, in_chans, normalisation, dataset, config, epoch, step) and
+  model name/kwargs, num_classes, in_chans, normalisation, dataset, config, epoch, step),
   ``state`` (JSON skeleton of the nested state in which each tensor is replaced by
-  ``{"__tensor__": key}``).
+  ``{"__tensor__": key}``), ``contents`` (``"training"``: everything needed to resume, or
+  ``"weights"``: the model only) and ``sha256`` (JSON ``{key: hex digest}`` of every tensor's
+  dtype, shape and bytes).
 
-Keeping everything in one file makes the write atomic with a single ``os.replace`` (temp file in
-the same directory, ``fsync``, rename, ``fsync`` of the directory): a kill at any moment leaves
-either the old or the new checkpoint, never a mixed pair. Loading never executes code: tensors
-come from safetensors, everything else from ``json.loads``.
+Two kinds of checkpoint, as in timm: ``checkpoint-last`` holds the full training state (model,
+optimiser momentum, grad scaler, schedule, every rank's RNG and data-loader position) and is
+what ``--resume`` continues bit-exactly; ``checkpoint-best`` holds only what evaluation and
+export need (the weights and the metadata), so a run costs one full state plus one model, not
+two full states. :func:`load_model` (eval, export) reads either kind.
+
+Integrity: every load recomputes the digests of the tensors it reads and refuses a file whose
+tensors differ from the ones written (damaged or edited), whose state names a tensor the file
+lacks, or whose model weights are not finite -- each with one :class:`CheckpointError` naming
+the file. The digests detect accidents and naive edits, not a forger who rewrites them too.
+Version-1 files (no digests) still load, with a :class:`CheckpointWarning`.
+
+Writing: the file is written by this module (header, then each tensor's bytes straight from
+memory: no second copy of the state) into a temporary file in the same directory, fsync'ed and
+renamed over the target (:func:`rectifiers.files.atomic_path`): a kill or a full disk at any
+moment leaves the previous checkpoint intact. Loading never executes code: tensors come from
+safetensors, everything else from ``json.loads``.
+
+Run directories: :func:`prepare_run_dir` is called once before a run writes anything; it refuses
+to reuse a directory that holds a run (unless resuming or overwriting), removes temporaries of
+killed writes and repairs the step log to the checkpoint the run continues from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import shutil
+import struct
+import tempfile
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +51,37 @@ import torch
 from torch import nn
 
 from rectifiers.errors import UserError
-from rectifiers.files import atomic_path
+from rectifiers.files import FileWriteError, atomic_path, atomic_write_text, temporaries_of
+
+__all__ = [
+    "BEST", "LAST", "RUN_FILES", "CheckpointError", "CheckpointWarning", "NonFiniteWeightsError",
+    "RunDir", "build_model_from_meta", "check_model_state", "copy_checkpoint", "load_checkpoint",
+    "load_model", "prepare_run_dir", "read_meta", "repair_steplog", "resolve", "save_checkpoint",
+    "weights_finite",
+]
 
 FORMAT = "rectifiers.checkpoint"
-VERSION = 1
+VERSION = 2  # 2: sha256 digests and "contents" in the header; 1: neither (read with a warning)
 LAST = "checkpoint-last.safetensors"
 BEST = "checkpoint-best.safetensors"
+STEPLOG = "log.jsonl"
+# Every file a training run writes into its directory (what --overwrite replaces).
+RUN_FILES = (LAST, BEST, STEPLOG, "summary.csv", "final.json", "curves.png", "args.yaml",
+             "args.json")
+CONTENTS_TRAINING = "training"
+CONTENTS_WEIGHTS = "weights"
 
 
 class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read or does not fit the model it is loaded into."""
+
+
+class NonFiniteWeightsError(CheckpointError):
+    """Model weights hold NaN or inf: such a state is never written and never loaded."""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint that loads but cannot be fully verified (written before checksums)."""
 
 
 # --------------------------------------------------------------------------- encoding
@@ -45,9 +90,9 @@ class CheckpointError(UserError, ValueError):
 def _encode(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
     """Replace tensors in a nested structure by references; returns a JSON-able skeleton."""
     if isinstance(obj, torch.Tensor):
-        # clone(): safetensors refuses shared storages (and views of one buffer);
-        # contiguous(): channels_last weights are stored in the canonical layout.
-        tensors[key] = obj.detach().to("cpu").contiguous().clone()
+        # contiguous(): channels_last weights are stored in the canonical layout. No clone: the
+        # writer copies the bytes straight to the file.
+        tensors[key] = obj.detach().to("cpu").contiguous()
         return {"__tensor__": key}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):
@@ -68,6 +113,21 @@ def _encode(obj: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
     )
 
 
+def _refs(obj: Any) -> list[str]:
+    """Tensor keys a skeleton refers to, in order."""
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return [obj["__tensor__"]]
+        if "__items__" in obj:
+            return [r for _, v in obj["__items__"] for r in _refs(v)]
+        if "__tuple__" in obj:
+            return [r for v in obj["__tuple__"] for r in _refs(v)]
+        return [r for v in obj.values() for r in _refs(v)]
+    if isinstance(obj, list):
+        return [r for v in obj for r in _refs(v)]
+    return []
+
+
 def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, dict):
         if "__tensor__" in obj:
@@ -82,38 +142,125 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
+# --------------------------------------------------------------------------- tensor bytes
+
+# torch dtype -> safetensors dtype name
+_DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
+    torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def _bytes(t: torch.Tensor) -> memoryview:
+    """The tensor's bytes (little-endian, row-major) without a copy for contiguous CPU tensors."""
+    flat = t.detach().to("cpu").contiguous().reshape(-1)
+    if flat.dtype == torch.bool:
+        flat = flat.view(torch.uint8)
+    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+
+
+def _digest(t: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and bytes (a reinterpreted header changes it too)."""
+    h = hashlib.sha256(f"{_DTYPES.get(t.dtype, t.dtype)}{list(t.shape)}".encode())
+    h.update(_bytes(t))
+    return h.hexdigest()
+
+
+def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor],
+                       metadata: dict[str, str]) -> None:
+    """Write a safetensors file (8-byte header length, JSON header, tensor bytes)."""
+    for k, t in tensors.items():
+        if t.dtype not in _DTYPES:
+            raise CheckpointError(f"cannot store tensor {k!r} of dtype {t.dtype} in a checkpoint")
+    # Largest elements first, as the reference writer does: every tensor stays aligned.
+    order = sorted(tensors, key=lambda k: (-tensors[k].element_size(), k))
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for k in order:
+        n = tensors[k].numel() * tensors[k].element_size()
+        header[k] = {"dtype": _DTYPES[tensors[k].dtype], "shape": list(tensors[k].shape),
+                     "data_offsets": [offset, offset + n]}
+        offset += n
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-len(blob) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for k in order:
+            f.write(_bytes(tensors[k]))
+
+
 # --------------------------------------------------------------------------- files
 
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[str, Any]) -> Path:
+def _model_refs(skeleton: Any) -> list[str]:
+    return _refs(skeleton.get("model")) if isinstance(skeleton, dict) else []
+
+
+def _nonfinite(tensors: dict[str, torch.Tensor], keys: Iterable[str]) -> list[str]:
+    bad = []
+    for k in keys:
+        t = tensors[k]
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad.append(k)
+    return bad
+
+
+def _short(keys: list[str], n: int = 3) -> str:
+    names = ", ".join(k.removeprefix("/model/") for k in keys[:n])
+    return names + (f" and {len(keys) - n} more" if len(keys) > n else "")
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[str, Any], *,
+                    require_finite: bool = True) -> Path:
     """Atomically save a nested ``state`` (tensors + plain values) and JSON ``meta`` to ``path``.
 
     ``state`` usually holds ``model`` (a state_dict), ``optimizer``, ``scaler``, ``rng`` and
-    ``loader`` states; ``meta`` describes the model so :func:`load_model` can rebuild it.
-    """
-    from safetensors.torch import save_file
+    ``loader`` states; ``meta`` describes the model so :func:`load_model` can rebuild it. A state
+    with only ``model`` is a weights-only checkpoint (``contents == "weights"``).
 
+    Raises:
+        NonFiniteWeightsError: ``state["model"]`` holds NaN/inf (with ``require_finite``); the
+            file at ``path`` is left as it was -- a diverged run never replaces a good
+            checkpoint.
+        rectifiers.files.DiskFullError: the disk filled up; the previous file is intact.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     skeleton = _encode(state, "", tensors)
+    if require_finite:
+        bad = _nonfinite(tensors, _model_refs(skeleton))
+        if bad:
+            raise NonFiniteWeightsError(
+                f"not writing {path}: the model weights are not finite (NaN/inf in "
+                f"{_short(bad)}); the training diverged. {path.name} was left as it was")
+    contents = CONTENTS_WEIGHTS if set(state) <= {"model"} else CONTENTS_TRAINING
     header = {
         "format": FORMAT,
         "version": str(VERSION),
+        "contents": contents,
         "meta": json.dumps(meta, sort_keys=True),
         "state": json.dumps(skeleton),
+        "sha256": json.dumps({k: _digest(t) for k, t in tensors.items()}, sort_keys=True),
     }
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=header)
+        _write_safetensors(tmp, tensors, header)
     return path
 
 
-def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Atomically copy a checkpoint file (used for ``checkpoint-best`` from ``-last``)."""
+def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
+                    weights_only: bool = True) -> Path:
+    """Atomically copy a checkpoint (``checkpoint-best`` from ``-last``).
+
+    By default only the model weights and the metadata are copied: what evaluation and export
+    need, a fraction of a training state that carries momentum buffers. The source is verified.
+    """
     src, dst = Path(src), Path(dst)
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
-    return dst
+    parts = ("model",) if weights_only else None
+    header, skeleton, tensors = _read(src, parts=parts)
+    state = {k: _decode(skeleton[k], tensors) for k in (parts or skeleton)}
+    return save_checkpoint(dst, state, json.loads(header["meta"]))
 
 
 def resolve(path: str | os.PathLike, prefer: str = "best") -> Path:
@@ -130,15 +277,9 @@ def resolve(path: str | os.PathLike, prefer: str = "best") -> Path:
     return p
 
 
-def read_meta(path: str | os.PathLike) -> dict[str, Any]:
-    """Only the JSON metadata (cheap: reads the header, not the tensors)."""
+def _header(p: Path) -> dict[str, str]:
     from safetensors import safe_open
 
-    p = resolve(path)
-    return json.loads(_header(p, safe_open)["meta"])
-
-
-def _header(p: Path, safe_open) -> dict[str, str]:
     try:
         with safe_open(str(p), framework="pt") as f:
             header = f.metadata() or {}
@@ -149,25 +290,134 @@ def _header(p: Path, safe_open) -> dict[str, str]:
             f"{p} is a safetensors file but not a rectifiers checkpoint "
             f"(header format={header.get('format')!r}, expected {FORMAT!r})"
         )
-    if int(header.get("version", 0)) > VERSION:
-        raise CheckpointError(f"{p} has checkpoint version {header['version']}; "
+    try:
+        version = int(header.get("version", "0"))
+    except ValueError:
+        version = -1
+    if version < 1:
+        raise CheckpointError(f"{p} has an invalid checkpoint version {header.get('version')!r}")
+    if version > VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {version}; "
                               f"this rectifiers reads up to {VERSION}: upgrade rectifiers")
+    for field in ("meta", "state"):
+        if field not in header:
+            raise CheckpointError(f"{p} is damaged: its header has no '{field}' entry")
     return header
 
 
-def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a checkpoint -> ``(state, meta)`` with tensors on ``map_location``."""
+def _json(header: dict[str, str], field: str, p: Path) -> Any:
+    try:
+        return json.loads(header[field])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{p} is damaged: its header's '{field}' is not JSON ({e})") from e
+
+
+def _read(p: Path, parts: tuple[str, ...] | None = None
+          ) -> tuple[dict[str, str], Any, dict[str, torch.Tensor]]:
+    """Header, state skeleton and the verified tensors of ``parts`` (None: all) of a file."""
     from safetensors import safe_open
 
+    header = _header(p)
+    skeleton = _json(header, "state", p)
+    meta = _json(header, "meta", p)
+    if not isinstance(skeleton, dict) or not isinstance(meta, dict):
+        raise CheckpointError(f"{p} is damaged: its header's 'state' and 'meta' must be objects")
+    if parts is not None:
+        missing = [k for k in parts if k not in skeleton]
+        if missing:
+            raise CheckpointError(f"{p} holds no {' or '.join(missing)} state (it holds: "
+                                  f"{', '.join(sorted(skeleton)) or 'nothing'})")
+        refs = [r for k in parts for r in _refs(skeleton[k])]
+    else:
+        refs = _refs(skeleton)
+    digests = _json(header, "sha256", p) if "sha256" in header else None
+    if digests is None:
+        warnings.warn(f"{p} has no checksums (written by an older rectifiers, checkpoint version "
+                      f"{header.get('version')}): its tensors cannot be verified. Save it again "
+                      "to add them", CheckpointWarning, stacklevel=3)
+    try:
+        with safe_open(str(p), framework="pt", device="cpu") as f:
+            present = set(f.keys())
+            absent = [r for r in refs if r not in present]
+            if absent:
+                raise CheckpointError(
+                    f"{p} is damaged or was edited: its state names tensor(s) "
+                    f"{', '.join(repr(r) for r in absent[:3])}{' ...' if len(absent) > 3 else ''}"
+                    f" that the file does not hold. Use another checkpoint")
+            tensors = {r: f.get_tensor(r) for r in refs}
+    except CheckpointError:
+        raise
+    except Exception as e:  # truncated data, bad offsets: safetensors' own error types
+        raise CheckpointError(f"{p} is damaged: its tensors cannot be read ({e})") from e
+    if digests is not None:
+        for r in refs:
+            if digests.get(r) != _digest(tensors[r]):
+                raise CheckpointError(
+                    f"{p} fails its checksum: tensor {r!r} is not the one that was written (the "
+                    "file was damaged or modified). Use another checkpoint")
+    return header, skeleton, tensors
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the JSON metadata (cheap: reads the header, not the tensors)."""
+    p = resolve(path)
+    meta = _json(_header(p), "meta", p)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{p} is damaged: its header's 'meta' is not an object")
+    return meta
+
+
+def _contents(header: dict[str, str], skeleton: dict[str, Any]) -> str:
+    if "contents" in header:
+        return header["contents"]
+    return CONTENTS_TRAINING if "optimizer" in skeleton else CONTENTS_WEIGHTS  # version 1
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+    for_resume: bool = False, parts: tuple[str, ...] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a checkpoint -> ``(state, meta)`` with tensors on ``map_location``.
+
+    Every tensor read is checked against its stored digest and the model weights must be
+    finite. ``for_resume=True`` also requires a full training state (not a weights-only best
+    checkpoint). ``parts`` (e.g. ``("model",)``) reads only those entries of the state.
+    A run directory resolves to its last checkpoint.
+    """
     p = resolve(path, prefer="last")
-    header = _header(p, safe_open)
-    device = str(torch.device(map_location))
-    with safe_open(str(p), framework="pt", device=device) as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    state = _decode(json.loads(header["state"]), tensors)
+    header, skeleton, tensors = _read(p, parts=parts)
+    if "model" not in skeleton:
+        raise CheckpointError(f"{p} holds no model weights (its state has: "
+                              f"{', '.join(sorted(skeleton)) or 'nothing'})")
+    if for_resume and _contents(header, skeleton) != CONTENTS_TRAINING:
+        raise CheckpointError(
+            f"{p} holds the model weights only (a best checkpoint, for eval and export), not "
+            f"the training state needed to resume; resume from {p.parent / LAST}")
+    bad = _nonfinite(tensors, _model_refs(skeleton))
+    if bad:
+        raise NonFiniteWeightsError(
+            f"{p} holds non-finite model weights (NaN/inf in {_short(bad)}): it was written "
+            "after the training diverged and cannot be used. Use an earlier checkpoint")
+    device = torch.device(map_location)
+    if device.type != "cpu":
+        tensors = {k: v.to(device) for k, v in tensors.items()}
+    keys = parts if parts is not None else tuple(skeleton)
+    state = {k: _decode(skeleton[k], tensors) for k in keys}
     return state, json.loads(header["meta"])
+
+
+def weights_finite(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a readable checkpoint whose model weights are all finite.
+
+    For messages such as "last good checkpoint: X": never call a NaN checkpoint good.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CheckpointWarning)
+            load_checkpoint(path, parts=("model",))
+    except CheckpointError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- models
@@ -204,15 +454,32 @@ def _describe_kwargs(meta: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def build_model_from_meta(meta: dict[str, Any]) -> nn.Module:
-    """Instantiate (uninitialised weights) the model a checkpoint's metadata describes."""
+_MODEL_META = ("model", "num_classes", "in_chans")
+
+
+def build_model_from_meta(meta: dict[str, Any], where: str = "the checkpoint") -> nn.Module:
+    """Instantiate the model a checkpoint's metadata describes (weights not initialised:
+    they are about to be loaded)."""
     from rectifiers.models import create_model
 
-    kwargs = dict(meta.get("model_kwargs") or {})
-    return create_model(
-        meta["model"], num_classes=int(meta["num_classes"]), in_chans=int(meta["in_chans"]),
-        act=meta.get("act", "prelu"), init=meta.get("init", "he"), **kwargs,
-    )
+    missing = [k for k in _MODEL_META if k not in meta]
+    if missing:
+        raise CheckpointError(f"{where} cannot be loaded: its metadata lacks "
+                              f"{', '.join(repr(k) for k in missing)} (it has: "
+                              f"{', '.join(sorted(meta)) or 'nothing'})")
+    kwargs = meta.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{where} is damaged: its metadata's model_kwargs is not an object")
+    try:
+        return create_model(
+            meta["model"], num_classes=int(meta["num_classes"]), in_chans=int(meta["in_chans"]),
+            act=meta.get("act", "prelu"), init=None, **kwargs,
+        )
+    except (TypeError, ValueError, RuntimeError) as e:
+        if isinstance(e, UserError):
+            raise
+        raise CheckpointError(f"{where} describes a model this rectifiers cannot build "
+                              f"(model {meta.get('model')!r}): {e}") from e
 
 
 def load_model(
@@ -220,13 +487,147 @@ def load_model(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model stored in a checkpoint (file or run directory; prefers best).
 
+    Works with both kinds of checkpoint (weights-only best, full last); reads only the weights.
     Returns ``(model in eval mode, meta)``; ``meta`` holds ``model``, ``model_kwargs``,
     ``num_classes``, ``in_chans``, ``act``, ``init``, ``normalization``, ``dataset``,
     ``image_size``, ``epoch``, ``step`` and the training ``config``.
     """
     p = resolve(path, prefer="best")
-    state, meta = load_checkpoint(p, map_location="cpu")
-    model = build_model_from_meta(meta)
+    state, meta = load_checkpoint(p, map_location="cpu", parts=("model",))
+    model = build_model_from_meta(meta, where=str(p))
     check_model_state(model, state["model"], meta, str(p), model_name=meta.get("model"))
     model.load_state_dict(state["model"])
     return model.to(map_location).eval(), meta
+
+
+# --------------------------------------------------------------------------- run directories
+
+
+@dataclass
+class RunDir:
+    """What :func:`prepare_run_dir` found: where to write and what to continue from."""
+
+    path: Path
+    resume_path: Path | None  # the checkpoint to resume from; None: a fresh start
+    step: int  # the step the run continues from (0 for a fresh start)
+    removed: list[Path]  # temporaries of killed writes (and, with overwrite, the old run)
+
+
+def _run_files(out: Path) -> list[Path]:
+    names = set(RUN_FILES) | {p.name for p in out.glob("checkpoint-*.safetensors")}
+    return sorted(out / n for n in names if (out / n).is_file() or (out / n).is_symlink())
+
+
+def _refuse_reuse(out: Path, found: list[Path], why: str) -> UserError:
+    return UserError(
+        f"--out-dir {out} already holds a training run ({', '.join(p.name for p in found)}); "
+        f"{why}. Nothing was changed. To continue that run use --resume auto; to keep it, "
+        "train into a new --out-dir; to replace it, add --overwrite")
+
+
+def prepare_run_dir(out: str | os.PathLike, resume: str | None = None,
+                    overwrite: bool = False) -> RunDir:
+    """Make ``out`` ready for a run without losing anything a user saved. Call once, on rank 0,
+    before the run writes any file.
+
+    * ``out`` must be a directory that can be created and written (else :class:`UserError`
+      naming it);
+    * a directory already holding a run (checkpoints, logs) is refused unless the run is
+      resumed (``resume="auto"`` or a checkpoint in ``out``) or ``overwrite`` is set, which
+      deletes that run's files first;
+    * temporaries of writes killed mid-way (``.checkpoint-last.*.tmp.safetensors``, ...) are
+      removed;
+    * ``log.jsonl`` is repaired to the checkpoint the run continues from (:func:`repair_steplog`):
+      lines of steps about to be redone, lines cut by a kill and the duplicates of an earlier
+      restart are dropped.
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise UserError("--overwrite replaces the run in --out-dir and --resume continues it: "
+                        "give only one of them")
+    if out.exists() and not out.is_dir():
+        raise FileWriteError(f"--out-dir {out} is an existing file, not a directory: choose a "
+                             "directory path (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise FileWriteError(e.errno, f"--out-dir {out} cannot be written: {e.strerror or e}. "
+                             "Choose a writable directory") from e
+
+    removed = [t for name in (*RUN_FILES, "checkpoint-*.safetensors")
+               for t in temporaries_of(out / name)]
+    for t in removed:
+        t.unlink(missing_ok=True)
+    found = _run_files(out)
+
+    resume_path: Path | None = None
+    if not resume:
+        if found and not overwrite:
+            raise _refuse_reuse(out, found, "training again without --resume would replace its "
+                                "checkpoints and append to its log")
+        for f in found:
+            f.unlink()
+        removed += found
+    elif resume == "auto":
+        if (out / LAST).is_file():
+            resume_path = out / LAST
+        elif (out / BEST).is_file():
+            raise _refuse_reuse(out, found, f"--resume auto found no {LAST} to continue from, "
+                                f"and a fresh start would replace {BEST}")
+    else:
+        resume_path = resolve(resume, prefer="last")
+        if found and resume_path.parent.resolve() != out.resolve():
+            raise _refuse_reuse(out, found, f"resuming {resume_path} into it would mix two runs")
+    step = 0
+    if resume_path is not None:
+        header = _header(resume_path)
+        if _contents(header, _json(header, "state", resume_path)) != CONTENTS_TRAINING:
+            raise CheckpointError(
+                f"{resume_path} holds the model weights only (a best checkpoint, for eval and "
+                f"export), not the training state needed to resume; resume from "
+                f"{resume_path.parent / LAST}")
+        meta = _json(header, "meta", resume_path)
+        step = int(meta.get("step", 0)) if isinstance(meta, dict) else 0
+    repair_steplog(out / STEPLOG, step)
+    return RunDir(out, resume_path, step, removed)
+
+
+def repair_steplog(path: str | os.PathLike, step: int) -> bool:
+    """Keep the lines of ``log.jsonl`` that lead to the checkpoint at ``step``.
+
+    Drops lines cut by a kill (not JSON), lines of steps after ``step`` (they are about to be
+    redone) and, where the step count goes back (a run restarted without truncating its log,
+    e.g. killed during its first checkpoint write), the lines of the abandoned attempt. Rewrites
+    the file atomically, and only if something changes; returns whether it did.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    raw = path.read_bytes()
+    kept: list[tuple[int, str]] = []  # (step, line)
+    last = 0
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        s = rec.get("step")
+        if not isinstance(s, int) or isinstance(s, bool):
+            kept.append((last, line))
+            continue
+        while kept and kept[-1][0] >= s:  # the run went back: an earlier attempt ends here
+            kept.pop()
+        kept.append((s, line))
+        last = s
+    lines = [line for s, line in kept if s <= step]
+    text = "".join(f"{line}\n" for line in lines)
+    if text.encode("utf-8") == raw:
+        return False
+    atomic_write_text(path, text)
+    return True
+

@@ -20,8 +20,12 @@ Every field is also a command-line flag of ``rectifiers train`` (``--lr``, ``--w
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from rectifiers.errors import ConfigError
 
 SCHEDULES = ("plateau", "step", "cosine", "constant")
 AMP_MODES = ("none", "bf16", "fp16")
@@ -82,8 +86,9 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
-    # Max global gradient norm; None: off. On for the small default: without batch norm a
-    # plain net at lr 0.03 can spike early (measured: a no-dropout run diverged at step 57).
+    # Max global gradient norm; None or 0: off; negative is an error. On for the small default:
+    # without batch norm a plain net at lr 0.03 can spike early (measured: a no-dropout run
+    # diverged at step 57).
     grad_clip: float | None = 5.0
     sched: str = "cosine"
     lr_decay: float = 0.1
@@ -109,46 +114,157 @@ class TrainConfig:
     out_dir: str | None = None  # None: no files at all (programmatic use)
     checkpoint_every: int = 0  # also checkpoint every n steps (mid-epoch); 0: epoch ends only
     resume: str | None = None  # a checkpoint file, a run directory, or "auto" (out_dir's last)
+    # Replace a run already in out_dir (its checkpoints and logs are deleted). Without it, and
+    # without resume, training into a directory that holds a run is refused: nothing is lost.
+    overwrite: bool = False
     log_every: int = 10  # steps between lines of the per-step JSONL log
     progress: bool = True  # tqdm bars (silent anyway when stderr is not a terminal)
     verbose: bool = True  # print per-epoch lines and the final summary
 
     def __post_init__(self) -> None:
-        self.decay_epochs = tuple(int(e) for e in self.decay_epochs)
+        try:
+            self.decay_epochs = tuple(int(e) for e in self.decay_epochs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--decay-epochs must be whole epoch numbers, got "
+                              f"{self.decay_epochs!r}") from e
         self.validate()
 
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field and what would be accepted."""
+    def validate(self, check_model: bool = True) -> None:
+        """Raise :class:`~rectifiers.errors.ConfigError` naming the flag and what is accepted.
+
+        ``check_model`` also checks ``model``/``act``/``init`` names and ``model_kwargs`` by
+        building the model on PyTorch's meta device (no memory, no RNG draws, a few ms).
+        """
         _choice("sched", self.sched, SCHEDULES)
         _choice("amp", self.amp, AMP_MODES)
         _choice("device", self.device, DEVICES)
         _choice("dataset", self.dataset, DATASETS)
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 < self.lr_decay < 1:
-            raise ValueError(f"lr_decay must be in (0, 1), got {self.lr_decay}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        _number("lr", self.lr, low=0.0, low_open=True)
+        _number("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        _number("weight_decay", self.weight_decay, low=0.0)
+        _number("lr_decay", self.lr_decay, low=0.0, low_open=True, high=1.0, high_open=True)
+        if self.dropout is not None:
+            _number("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        _number("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
+        if self.grad_clip is not None:
+            _number("grad_clip", self.grad_clip, low=0.0,
+                    hint="it is the largest allowed gradient norm; 0 or omitted turns clipping "
+                    "off")
+        _number("warmup_epochs", self.warmup_epochs, low=0.0)
+        _number("lr_min", self.lr_min, low=0.0)
+        if self.lr_min >= self.lr and self.sched == "cosine":
+            raise ConfigError(f"--lr-min ({self.lr_min}) must be below --lr ({self.lr}): the "
+                              "cosine schedule decays from --lr to --lr-min")
+        _number("plateau_threshold", self.plateau_threshold, low=0.0, high=1.0, high_open=True)
+        _positive("patience_epochs", self.patience_epochs)
+        _nonnegative("max_lr_drops", self.max_lr_drops)
+        if any(e < 1 for e in self.decay_epochs):
+            raise ConfigError(f"--decay-epochs must be positive epoch numbers (the lr is "
+                              f"multiplied by --lr-decay when that epoch starts), got "
+                              f"{list(self.decay_epochs)}")
+        if list(self.decay_epochs) != sorted(set(self.decay_epochs)):
+            raise ConfigError(f"--decay-epochs must be increasing without repeats, got "
+                              f"{list(self.decay_epochs)}; e.g. --decay-epochs "
+                              f"{' '.join(map(str, sorted(set(self.decay_epochs))))}")
+        if self.sched == "step" and not self.decay_epochs:
+            raise ConfigError("--sched step needs --decay-epochs (e.g. --decay-epochs 30 60); "
+                              "for a fixed lr use --sched constant")
+        if self.decay_epochs and self.sched != "step":
+            raise ConfigError(f"--decay-epochs applies to --sched step only (got --sched "
+                              f"{self.sched}); drop it or use --sched step")
         for name in ("max_train_samples", "max_val_samples", "max_steps", "threads"):
             value = getattr(self, name)
             if value is not None:
                 _positive(name, value)
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.checkpoint_every < 0 or self.log_every < 1:
-            raise ValueError("checkpoint_every must be >= 0 and log_every >= 1")
-        if self.warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+        for name in ("synthetic_classes", "synthetic_size", "synthetic_image_size",
+                     "synthetic_chans", "log_every"):
+            _positive(name, getattr(self, name))
+        _nonnegative("workers", self.workers)
+        _nonnegative("checkpoint_every", self.checkpoint_every)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ConfigError(f"--seed must be an integer >= 0, got {self.seed!r}")
         if self.nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
+            raise ConfigError("--nesterov needs --momentum > 0")
+        if not isinstance(self.model_kwargs, dict):
+            raise ConfigError(f"--model-kw must give KEY=VALUE pairs, got {self.model_kwargs!r}")
+        if self.overwrite and self.resume:
+            raise ConfigError("--overwrite replaces the run in --out-dir and --resume continues "
+                              "it: give only one of them")
+        if self.overwrite and not self.out_dir:
+            raise ConfigError("--overwrite needs --out-dir (the run directory to replace)")
+        if check_model:
+            self.check_model()
+
+    def check_model(self, num_classes: int | None = None, in_chans: int | None = None) -> None:
+        """Check ``model``, ``act``, ``init`` and ``model_kwargs`` by building the model on the
+        meta device; any problem becomes one :class:`ConfigError` naming the flag."""
+        import warnings
+
+        import torch
+
+        from rectifiers.init import list_init_schemes
+        from rectifiers.models import create_model, list_models
+        from rectifiers.nn import list_activations
+
+        for flag, value, known in (("--model", self.model, list_models()),
+                                   ("--act", self.act, list_activations()),
+                                   ("--init", self.init, list_init_schemes())):
+            if value not in known:
+                raise ConfigError(f"{flag} {value!r} is unknown. Known: {', '.join(sorted(known))}")
+        if num_classes is None:
+            num_classes = {"synthetic": self.synthetic_classes, "folder": 1000}.get(
+                self.dataset, 10)
+        if in_chans is None:
+            in_chans = {"synthetic": self.synthetic_chans, "folder": 3}.get(self.dataset, 1)
+        kwargs = dict(self.model_kwargs)
+        if self.dropout is not None:
+            kwargs["drop_rate"] = self.dropout
+        given = " ".join(f"--model-kw {k}={json.dumps(v)}" for k, v in self.model_kwargs.items())
+        try:
+            with warnings.catch_warnings(), torch.device("meta"):
+                warnings.simplefilter("ignore")
+                create_model(self.model, num_classes=num_classes, in_chans=in_chans,
+                             act=self.act, init=None, **kwargs)
+        except TypeError as e:
+            if "unknown keyword" in str(e):
+                accepted = _accepted_keywords(self.model)
+                bad = sorted(set(kwargs) - set(accepted))
+                raise ConfigError(
+                    f"--model-kw: model {self.model!r} has no keyword(s) {', '.join(bad)}; it "
+                    f"accepts: {', '.join(accepted)}") from e
+            raise ConfigError(f"{given or '--model-kw'}: model {self.model!r} rejects these "
+                              f"values: {e}") from e
+        except (ValueError, RuntimeError, AssertionError) as e:
+            raise ConfigError(f"{given or '--model ' + self.model}: model {self.model!r} "
+                              f"rejects these values: {e}") from e
+
+    def resume_changes(self, old: dict[str, Any]) -> list[str]:
+        """Settings that differ from a checkpoint's ``config`` and can change the results.
+
+        A resumed run equals the uninterrupted one only with the same settings; this lists the
+        differences that matter, as ``"field: old -> new"``. Settings that never change the
+        numbers (``RESUME_NEUTRAL``: where files go, logging, threads, ``max_steps`` which only
+        decides where a run stops) are left out; so is ``epochs`` except under the cosine
+        schedule, whose length it sets.
+        """
+        new = self.to_dict()
+        neutral = set(RESUME_NEUTRAL)
+        if self.sched != "cosine" and old.get("sched", self.sched) != "cosine":
+            neutral.add("epochs")
+        changed = []
+        for k, v in new.items():
+            if k in neutral or k not in old:
+                continue
+            was = old[k]
+            if isinstance(v, (list, tuple)) and isinstance(was, (list, tuple)):
+                same = list(v) == list(was)
+            else:
+                same = was == v
+            if not same:
+                changed.append(f"{k}: {was!r} -> {v!r}")
+        return changed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/YAML-safe dict (tuples become lists)."""
@@ -162,7 +278,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -186,11 +302,70 @@ PAPER_RECIPE: dict[str, Any] = {
 }
 
 
+# Settings that never change a run's numbers: the changed-settings check on resume skips them.
+# max_steps only decides where a run stops (the lr schedule is set by epochs, not by it).
+RESUME_NEUTRAL = frozenset({
+    "resume", "out_dir", "overwrite", "progress", "verbose", "threads", "log_every",
+    "checkpoint_every", "workers", "max_steps",
+})
+
+# Fields whose flag is not simply --<field-with-dashes>.
+_FLAGS = {"model_kwargs": "--model-kw", "channels_last": "--no-channels-last",
+          "progress": "--no-progress", "verbose": "--quiet"}
+
+
+def flag(name: str) -> str:
+    """The ``rectifiers train`` flag of a TrainConfig field (``grad_clip`` -> ``--grad-clip``)."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+        raise ConfigError(f"{flag(name)} {value!r} is not one of {', '.join(choices)}")
 
 
-def _positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _integer(name: str, value: Any, low: int, what: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{flag(name)} must be {what}, got {value!r}")
+
+
+def _positive(name: str, value: Any) -> None:
+    _integer(name, value, 1, "a positive integer")
+
+
+def _nonnegative(name: str, value: Any) -> None:
+    _integer(name, value, 0, "an integer >= 0")
+
+
+def _number(name: str, value: Any, low: float | None = None, high: float | None = None,
+            low_open: bool = False, high_open: bool = False, hint: str = "") -> None:
+    """A finite real number in [low, high] (open ends where asked), else one ConfigError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if ok:
+        return
+    if low is not None and high is not None:
+        rng = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        rng = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        rng = "a finite number"
+    if isinstance(value, float) and not math.isfinite(value) and rng != "a finite number":
+        rng = f"finite and {rng}"
+    raise ConfigError(f"{flag(name)} must be {rng}, got {value!r}" + (f" ({hint})" if hint else ""))
+
+
+def _accepted_keywords(model: str) -> list[str]:
+    """The architecture keywords a registered model's builder accepts (for --model-kw)."""
+    import inspect
+
+    from rectifiers.models import registry
+
+    builder = registry._MODELS[model]  # noqa: SLF001 (read-only look-up; see requests-to-trainloop)
+    accepted = [n for n, p in inspect.signature(builder).parameters.items()
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and n not in ("num_classes", "in_chans", "act", "act_kwargs")]
+    return sorted(accepted)
