@@ -49,9 +49,9 @@ def test_xor_grid_gives_each_model_its_own_gradient():
 
 def test_xor_rejects_unknown_model_and_encoding():
     with pytest.raises(ValueError, match="unknown XOR model"):
-        xor.train_grid("mlp", xor.TINY)
+        xor.train_grid("mlp", xor.PRESETS["smoke"])
     with pytest.raises(ValueError, match="encoding"):
-        xor.train_grid("prelu_neuron", xor.TINY, encoding="ternary")
+        xor.train_grid("prelu_neuron", xor.PRESETS["smoke"], encoding="ternary")
 
 
 # --------------------------------------------------------------------------- signal
@@ -83,7 +83,7 @@ def test_measured_signal_matches_closed_form_within_width_batch_tolerance(scheme
 
 
 def test_signal_experiment_writes_table_and_plot(tmp_path):
-    s = signal_prop.run(signal_prop.TINY, tmp_path, "cmd", progress=lambda _m: None)
+    s = signal_prop.run(signal_prop.PRESETS["smoke"], tmp_path, "cmd", progress=lambda _m: None)
     assert (tmp_path / "signal.png").stat().st_size > 1000
     assert s.verdict in VERDICTS
     assert s.tables[0].count("\n") == 2 + len(signal_prop.CONFIGS) - 1
@@ -106,7 +106,7 @@ def test_fit_is_deterministic_under_a_seed():
 
 
 def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
-    st = dataclasses.replace(depth.TINY, data_source="synthetic")
+    st = dataclasses.replace(depth.PRESETS["smoke"], data_source="synthetic")
     s = depth.run(st, tmp_path, "cmd", progress=lambda _m: None)
     assert (tmp_path / "depth_curves.png").exists() and (tmp_path / "depth_grads.png").exists()
     assert s.verdict in VERDICTS
@@ -133,7 +133,7 @@ def test_depth_verdict_separates_not_reproduced_from_not_testable(he_deep, xa_de
 
 
 def test_relu_vs_prelu_slopes_and_dead_units_sections(tmp_path):
-    st = dataclasses.replace(relu_vs_prelu.TINY, data_source="synthetic")
+    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], data_source="synthetic")
     cmds = {k: k for k in ("relu-vs-prelu", "slopes", "dead")}
     secs = relu_vs_prelu.run(("relu-vs-prelu", "slopes", "dead"), st, tmp_path, cmds,
                              progress=lambda _m: None)
@@ -165,13 +165,14 @@ def test_markdown_table_and_section_validate_input():
 
 
 def test_write_report_is_self_contained_and_atomic(tmp_path):
-    s = Section(key="k", title="9. Thing", claim="paper says 1", result="we see 2",
+    s = Section(key="k", title="Thing", claim="paper says 1", result="we see 2",
                 verdict="not reproduced", verdict_note="2 != 1", command="rectifiers x",
                 tables=[markdown_table(["a"], [[1.5]])], plots=["p.png"], data={"v": [1, 2]})
     path = write_report([s], tmp_path, title="T", command="cmd", mode="quick", wall_seconds=3)
     text = path.read_text()
     assert "**Verdict: not reproduced.**" in text and "![p](p.png)" in text
-    assert "rectifiers x" in text and "(#9-thing)" in text
+    # the report numbers its sections itself (titles carry no number)
+    assert "rectifiers x" in text and "(#1-thing)" in text and "## 1. Thing" in text
     assert json.loads((tmp_path / "results.json").read_text())["sections"][0]["data"] == {
         "v": [1, 2]}
     assert not list(tmp_path.glob(".*.tmp"))
@@ -195,3 +196,22 @@ def test_cli_rejects_bad_arguments(argv, msg, capsys):
         reproduce.main(argv)
     assert e.value.code == 2
     assert msg in capsys.readouterr().err
+
+
+def test_experiments_are_registered_by_name_with_every_preset():
+    from rectifiers.experiments.registry import EXPERIMENTS, MODES
+
+    assert list(EXPERIMENTS) == list(reproduce.EXPERIMENTS)
+    for exp in EXPERIMENTS.values():
+        assert set(MODES) <= set(exp.presets) and set(MODES) <= set(exp.estimate_s)
+
+
+def test_report_numbers_sections_in_the_order_given(tmp_path):
+    secs = [Section(key=k, title=t, claim="c", result="r", verdict="reproduced",
+                    verdict_note="n", command="x") for k, t in (("a", "Alpha"), ("b", "Beta"))]
+    text = write_report(secs[::-1], tmp_path, title="T", command="c", mode="quick",
+                        wall_seconds=1).read_text()
+    assert text.index("## 1. Beta") < text.index("## 2. Alpha")
+    numbers = [s["number"] for s in json.loads((tmp_path / "results.json").read_text())[
+        "sections"]]
+    assert numbers == [1, 2]

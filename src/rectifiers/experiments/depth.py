@@ -67,12 +67,14 @@ class DepthSettings:
     data_source: str = "fashion_mnist"
 
 
-QUICK = DepthSettings()
-# ~2.5 h on 2 cores; 9 epochs as the x-axis of the paper's Fig. 3.
-FULL = DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9, batch_size=64,
-                     lr=0.01)
-TINY = DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
-                     batch_size=32)
+PRESETS: dict[str, DepthSettings] = {
+    "quick": DepthSettings(),
+    # ~2.5 h on 2 cores; 9 epochs as the x-axis of the paper's Fig. 3.
+    "full": DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9,
+                          batch_size=64, lr=0.01),
+    "smoke": DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
+                           batch_size=32),
+}
 
 
 def _converged(curve: list[float], chance: float) -> bool:
@@ -211,7 +213,7 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
                    f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; in our short runs it "
                    f"{'did' if xa_sh == 1.0 else 'did not (yet)'}.")
     return Section(
-        key="depth", title="2. Convergence vs depth (He vs Xavier)",
+        key="depth", title="Convergence vs depth (He vs Xavier)",
         claim=("Sec. 2.3, Figs. 2-3: a 22-layer plain ReLU net converges with both inits, He "
                "reducing the error earlier; a 30-layer plain net converges with He init "
                "(top-1 error 38.56 % on ImageNet) while Xavier \"completely stalls\" because "

@@ -71,12 +71,14 @@ class RunSettings:
     data_source: str = "fashion_mnist"
 
 
-QUICK = RunSettings()
-# ~4 h on 2 cores: 24 runs of 10 epochs on all 60k images with the default-width model.
-FULL = RunSettings(seeds=6, n_train=60000, n_test=10000, epochs=10, batch_size=128,
-                   widths=(32, 64, 128), fc_dim=256)
-TINY = RunSettings(seeds=2, n_train=96, n_test=48, epochs=1, batch_size=32, widths=(4, 4, 8),
-                   fc_dim=16)
+PRESETS: dict[str, RunSettings] = {
+    "quick": RunSettings(),
+    # ~4 h on 2 cores: 24 runs of 10 epochs on all 60k images with the default-width model.
+    "full": RunSettings(seeds=6, n_train=60000, n_test=10000, epochs=10, batch_size=128,
+                        widths=(32, 64, 128), fc_dim=256),
+    "smoke": RunSettings(seeds=2, n_train=96, n_test=48, epochs=1, batch_size=32,
+                         widths=(4, 4, 8), fc_dim=16),
+}
 
 
 @dataclass
@@ -244,7 +246,7 @@ def table2_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
               "this run cannot tell the activations apart; more seeds (`--seeds`) or the full "
               "data (`--full`) shrink it.")
     return Section(
-        key="relu-vs-prelu", title="3. ReLU vs PReLU (Table 2)",
+        key="relu-vs-prelu", title="ReLU vs PReLU (Table 2)",
         claim=("Table 2 (ImageNet, 14-layer model, 10-view top-1 error): ReLU 33.82 %, PReLU "
                "channel-shared 32.71 %, channel-wise 32.64 %: PReLU is 1.1-1.2 points better "
                "at negligible cost (13 or ~10k extra parameters)."),
@@ -370,11 +372,12 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
               "11 + 2, on 28x28 grey images after a few epochs, so the paper's stage-2/3 "
               "values are shown as stage means; compare the pattern, not the numbers.")
     return Section(
-        key="slopes", title="4. Learned PReLU coefficients (Table 1)",
+        key="slopes", title="Learned PReLU coefficients (Table 1)",
         claim=("Table 1: conv1 learns slopes well above 0 (0.681 shared / 0.596 channel-wise) "
                "- it keeps both signs of its Gabor-like responses - and in the channel-wise "
                "model deeper conv layers learn smaller slopes (\"more nonlinear\")."),
-        setup=_setup(settings) + " Slopes are read from the PReLU runs of experiment 3.",
+        setup=_setup(settings) + (" Slopes are read from the PReLU runs of the ReLU vs PReLU "
+                                  "experiment."),
         result=result, tables=[table], plots=["slopes.png"], verdict=verdict,
         verdict_note=note, command=command, data=data, seconds=seconds,
     )
@@ -427,7 +430,7 @@ def dead_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: Pat
               "\"Never active\" counts units (channel x position) whose input was never > 0 "
               "on any held-out image.")
     return Section(
-        key="dead", title="6. Dead units",
+        key="dead", title="Dead units",
         claim=("Motivation of PReLU/LReLU (Sec. 2.1; Maas et al.): ReLU zeroes the negative "
                "half, and a unit that stays negative gets no gradient (\"dead\"); a non-zero "
                "slope keeps signal and gradient flowing. Not measured in the paper."),
@@ -438,20 +441,44 @@ def dead_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: Pat
     )
 
 
+_SECTIONS: dict[str, tuple[tuple[str, ...], Callable[..., Section]]] = {
+    "relu-vs-prelu": (TABLE2_ACTS, table2_section),
+    "slopes": (SLOPE_ACTS, slopes_section),
+    "dead": (DEAD_ACTS, dead_section),
+}
+
+
 def run(which: tuple[str, ...], settings: RunSettings, out_dir: str | Path,
         commands: dict[str, str], data_dir: str | None = None,
         progress: Callable[[str], None] = print) -> list[Section]:
     """Train what ``which`` (subset of relu-vs-prelu, slopes, dead) needs; one section each."""
-    builders = {"relu-vs-prelu": (TABLE2_ACTS, table2_section),
-                "slopes": (SLOPE_ACTS, slopes_section), "dead": (DEAD_ACTS, dead_section)}
-    unknown = [w for w in which if w not in builders]
+    unknown = [w for w in which if w not in _SECTIONS]
     if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; choose from {tuple(builders)}")
+        raise ValueError(f"unknown experiment(s) {unknown}; choose from {tuple(_SECTIONS)}")
     out = Path(out_dir)
     sections = []
     for w in which:
         t0 = time.perf_counter()
-        acts, build = builders[w]
+        acts, build = _SECTIONS[w]
         runs = train_runs(acts, settings, data_dir, progress)
         sections.append(build(runs, settings, out, commands[w], time.perf_counter() - t0))
     return sections
+
+
+def run_table2(settings: RunSettings, out_dir: str | Path, command: str, *,
+               data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
+    """The Table 2 experiment alone (the registry's entry point)."""
+    return run(("relu-vs-prelu",), settings, out_dir, {"relu-vs-prelu": command}, data_dir,
+               progress)[0]
+
+
+def run_slopes(settings: RunSettings, out_dir: str | Path, command: str, *,
+               data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
+    """The Table 1 experiment alone (reuses this process's PReLU runs)."""
+    return run(("slopes",), settings, out_dir, {"slopes": command}, data_dir, progress)[0]
+
+
+def run_dead(settings: RunSettings, out_dir: str | Path, command: str, *,
+             data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
+    """The dead-units experiment alone (reuses this process's runs)."""
+    return run(("dead",), settings, out_dir, {"dead": command}, data_dir, progress)[0]

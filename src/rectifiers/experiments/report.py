@@ -30,6 +30,7 @@ __all__ = [
     "integer_ticks",
     "markdown_table",
     "new_figure",
+    "numbered_titles",
     "plain_log_ticks",
     "save_figure",
     "write_report",
@@ -52,7 +53,8 @@ class Section:
     prose with spread. ``tables``: Markdown tables (from :func:`markdown_table`).
     ``plots``: PNG file names relative to the report directory. ``verdict``: one of
     :data:`VERDICTS`; ``verdict_note``: the one-line reason. ``data``: the raw numbers,
-    saved to ``results.json``.
+    saved to ``results.json``. ``title`` carries no number: the report numbers its sections
+    in the order it is given them (:func:`numbered_titles`).
     """
 
     key: str
@@ -141,6 +143,11 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 90) -> Path:
     return path
 
 
+def numbered_titles(sections: Sequence[Section]) -> list[str]:
+    """``"1. <title>"``, ``"2. <title>"``, ... in report order: the one place numbers are made."""
+    return [f"{i}. {s.title}" for i, s in enumerate(sections, 1)]
+
+
 def _environment() -> dict[str, Any]:
     import torch
 
@@ -172,13 +179,14 @@ def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, tit
         "spreads are over seeds (mean ± sample std, 95 % Student-t intervals)."
     )
     md += ["", "## Summary", ""]
+    titles = numbered_titles(sections)
     md.append(markdown_table(
         ["experiment", "verdict", "why", "time"],
-        [[f"[{s.title}](#{_anchor(s.title)})", f"**{s.verdict}**", s.verdict_note,
-          f"{s.seconds:.0f} s"] for s in sections],
+        [[f"[{t}](#{_anchor(t)})", f"**{s.verdict}**", s.verdict_note, f"{s.seconds:.0f} s"]
+         for t, s in zip(titles, sections, strict=True)],
     ))
-    for s in sections:
-        md += ["", f"## {s.title}", ""]
+    for t, s in zip(titles, sections, strict=True):
+        md += ["", f"## {t}", ""]
         md += [f"**Paper.** {s.claim}", ""]
         if s.setup:
             md += [f"**Setup.** {s.setup}", ""]
@@ -194,7 +202,7 @@ def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, tit
         "title": title, "command": command, "mode": mode, "wall_seconds": wall_seconds,
         "cpu_seconds": cpu_seconds,
         "environment": env,
-        "sections": [asdict(s) for s in sections],
+        "sections": [{"number": i, **asdict(s)} for i, s in enumerate(sections, 1)],
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default))
     return path
@@ -217,10 +225,11 @@ def _anchor(title: str) -> str:
 def format_summary(sections: Sequence[Section], report_path: str | os.PathLike,
                    wall_seconds: float) -> str:
     """The text printed at the end of ``rectifiers reproduce``: one verdict per experiment."""
-    width = max((len(s.title) for s in sections), default=10)
+    titles = numbered_titles(sections)
+    width = max((len(t) for t in titles), default=10)
     lines = ["", "=" * 78, "Delving Deep into Rectifiers - reproduction summary", "=" * 78]
-    for s in sections:
-        lines.append(f"{s.title:<{width}}  {s.verdict.upper()}")
+    for t, s in zip(titles, sections, strict=True):
+        lines.append(f"{t:<{width}}  {s.verdict.upper()}")
         lines.append(f"{'':<{width}}  {s.verdict_note}")
     lines.append("-" * 78)
     lines.append(f"report: {report_path}   (wall time {wall_seconds / 60:.1f} min)")

@@ -6,15 +6,16 @@ Usage::
     rectifiers reproduce signal xor --quick      # some of them
     rectifiers reproduce relu-vs-prelu --full --seeds 10 --out reports/table2
 
-Experiments (each runnable alone; ``slopes`` and ``dead`` reuse the runs of
-``relu-vs-prelu`` when run together):
+Experiments (registered by name with their presets in :mod:`rectifiers.experiments.registry`,
+each runnable alone; ``slopes`` and ``dead`` reuse the runs of ``relu-vs-prelu`` when run
+together; the report numbers its sections in this order):
 
-1. ``signal``         Sec. 2.2: per-layer forward/backward std at init vs Eqs. 9/13.
-2. ``depth``          Sec. 2.3, Figs. 2-3: 22/30-layer plain nets, He vs Xavier.
-3. ``relu-vs-prelu``  Table 2: ReLU, PReLU shared/channel-wise, LeakyReLU(0.25), paired seeds.
-4. ``slopes``         Table 1: learned coefficients per layer vs the paper's.
-5. ``xor``            One PReLU neuron solves XOR (vs a 2-2-1 ReLU MLP).
-6. ``dead``           Dead units of ReLU vs PReLU vs LeakyReLU through training.
+* ``signal``         Sec. 2.2: per-layer forward/backward std at init vs Eqs. 9/13.
+* ``depth``          Sec. 2.3, Figs. 2-3: 22/30-layer plain nets, He vs Xavier.
+* ``relu-vs-prelu``  Table 2: ReLU, PReLU shared/channel-wise, LeakyReLU(0.25), paired seeds.
+* ``slopes``         Table 1: learned coefficients per layer vs the paper's.
+* ``xor``            One PReLU neuron solves XOR (vs a 2-2-1 ReLU MLP).
+* ``dead``           Dead units of ReLU vs PReLU vs LeakyReLU through training.
 
 Writes ``report.md`` (Markdown with PNG plots), ``results.json`` and the plots to ``--out``
 (default ``reports/quick`` or ``reports/full``) and prints a verdict per experiment.
@@ -31,28 +32,10 @@ from pathlib import Path
 
 import torch
 
-from rectifiers.experiments import depth, relu_vs_prelu, signal_prop, xor
+from rectifiers.experiments.registry import EXPERIMENTS as REGISTRY
 from rectifiers.experiments.report import Section, format_summary, write_report
 
-EXPERIMENTS: tuple[str, ...] = ("signal", "depth", "relu-vs-prelu", "slopes", "xor", "dead")
-MODES = ("quick", "full", "smoke")
-
-# Rough wall-clock seconds per experiment on 2 idle cores, for the progress line's ETA
-# (measured with `rectifiers reproduce --quick`; `full` is an evening; `smoke` seconds).
-# slopes/dead cost nothing extra after relu-vs-prelu, which trains everything they need.
-ESTIMATE_S = {
-    "quick": {"signal": 30, "depth": 200, "relu-vs-prelu": 160, "slopes": 2, "xor": 8,
-              "dead": 2},
-    "full": {"signal": 300, "depth": 9000, "relu-vs-prelu": 14000, "slopes": 2, "xor": 60,
-             "dead": 2},
-    "smoke": {e: 3 for e in EXPERIMENTS},
-}
-
-
-def _settings(mode: str) -> dict[str, object]:
-    pick = {"quick": "QUICK", "full": "FULL", "smoke": "TINY"}[mode]
-    return {"signal": getattr(signal_prop, pick), "depth": getattr(depth, pick),
-            "runs": getattr(relu_vs_prelu, pick), "xor": getattr(xor, pick)}
+EXPERIMENTS: tuple[str, ...] = tuple(REGISTRY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,39 +94,28 @@ def run(names: list[str], args: argparse.Namespace) -> tuple[list[Section], Path
     t_start, cpu_start = time.perf_counter(), time.process_time()
     out = Path(args.out or f"reports/{args.mode}")
     out.mkdir(parents=True, exist_ok=True)
-    st = _settings(args.mode)
-    if args.seeds is not None:
-        for key in ("signal", "depth", "runs"):
-            st[key] = dataclasses.replace(st[key], seeds=args.seeds)
-    if args.mode == "smoke":
-        st["depth"] = dataclasses.replace(st["depth"], data_source=_smoke_source(args))
-        st["runs"] = dataclasses.replace(st["runs"], data_source=_smoke_source(args))
-
-    est = ESTIMATE_S[args.mode]
-    remaining = sum(est[n] for n in names)
+    experiments = [REGISTRY[n] for n in names]
+    data_source = _smoke_source(args) if args.mode == "smoke" else "fashion_mnist"
+    remaining = sum(e.estimate_s[args.mode] for e in experiments)
     sections: list[Section] = []
 
     def progress(msg: str) -> None:
         print(msg, flush=True)
 
-    for i, name in enumerate(names, 1):
+    for i, exp in enumerate(experiments, 1):
         elapsed = time.perf_counter() - t_start
-        progress(f"[{i}/{len(names)}] {name}  (elapsed {elapsed / 60:.1f} min, "
+        progress(f"[{i}/{len(names)}] {exp.name}  (elapsed {elapsed / 60:.1f} min, "
                  f"~{remaining / 60:.1f} min left on 2 idle cores)")
-        cmd = _command(name, args)
-        if name == "signal":
-            sections.append(signal_prop.run(st["signal"], out, cmd, progress=progress))
-        elif name == "depth":
-            sections.append(depth.run(st["depth"], out, cmd, data_dir=args.data_dir,
-                                      progress=progress))
-        elif name == "xor":
-            sections.append(xor.run(st["xor"], out, cmd))
-        else:
-            sections += relu_vs_prelu.run((name,), st["runs"], out, {name: cmd},
-                                          data_dir=args.data_dir, progress=progress)
-        s = sections[-1]
+        settings = exp.presets[args.mode]
+        if exp.seeded and args.seeds is not None:
+            settings = dataclasses.replace(settings, seeds=args.seeds)
+        if exp.trains:
+            settings = dataclasses.replace(settings, data_source=data_source)
+        s = exp.run(settings, out, _command(exp.name, args), data_dir=args.data_dir,
+                    progress=progress)
+        sections.append(s)
         progress(f"      -> {s.verdict}: {s.verdict_note} ({s.seconds:.0f} s)")
-        remaining -= est[name]
+        remaining -= exp.estimate_s[args.mode]
     wall = time.perf_counter() - t_start
     all_cmd = shlex.join(["rectifiers", "reproduce"] + ([] if names == list(EXPERIMENTS)
                                                         else names) + [f"--{args.mode}"]

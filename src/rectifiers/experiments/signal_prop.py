@@ -64,9 +64,11 @@ class SignalSettings:
     seeds: int = 4
 
 
-QUICK = SignalSettings(depth=32, width=48, batch=16, size=8, seeds=4)
-FULL = SignalSettings(depth=48, width=64, batch=64, size=8, seeds=16)
-TINY = SignalSettings(depth=8, width=16, batch=8, size=6, seeds=2)
+PRESETS: dict[str, SignalSettings] = {
+    "quick": SignalSettings(depth=32, width=48, batch=16, size=8, seeds=4),
+    "full": SignalSettings(depth=48, width=64, batch=64, size=8, seeds=16),
+    "smoke": SignalSettings(depth=8, width=16, batch=8, size=6, seeds=2),
+}
 
 
 def chain_widths(depth: int, width: int) -> list[int]:
@@ -147,9 +149,10 @@ def log_tolerance(settings: SignalSettings) -> float:
     return 4.0 * 0.5 * math.sqrt(var / settings.seeds)
 
 
-def run(settings: SignalSettings, out_dir: str | Path, command: str,
-        progress: Callable[[str], None] = print) -> Section:
-    """Measure every config over ``settings.seeds`` seeds; write ``signal.png``."""
+def run(settings: SignalSettings, out_dir: str | Path, command: str, *,
+        data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
+    """Measure every config over ``settings.seeds`` seeds; write ``signal.png``. (No data set:
+    ``data_dir`` is accepted for the common experiment signature and not used.)"""
     t0 = time.perf_counter()
     out = Path(out_dir)
     results: dict[str, list[dict]] = {}
@@ -229,7 +232,7 @@ def run(settings: SignalSettings, out_dir: str | Path, command: str,
               f"the forward one by sqrt(c_2/d_L) = sqrt({settings.width}/{2 * settings.width})"
               " (Sec. 2.2); PyTorch's default init loses a factor √6 per layer.")
     return Section(
-        key="signal", title="1. Signal propagation at initialisation",
+        key="signal", title="Signal propagation at initialisation",
         claim=("Sec. 2.2: with Var[w] = 2/n (Eq. 10, forward) or 2/n̂ (Eq. 14, backward) the "
                "response/gradient variance of a plain ReLU net neither grows nor shrinks with "
                "depth; either condition alone suffices, the other direction being scaled by "
