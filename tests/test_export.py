@@ -25,9 +25,9 @@ SIZE = (1, 28, 28)
 
 
 def _model(inplace: bool = False) -> torch.nn.Module:
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # SPPNet builds activations in place by default: say which we test
     m = create_model("prelunet_small", num_classes=10, in_chans=1, widths=(8, 12, 16),
-                     fc_dim=32, act_kwargs={"inplace": inplace} if inplace else None)
+                     fc_dim=32, act_kwargs={"inplace": inplace})
     with torch.no_grad():  # learned-looking slopes, some negative: PReLU is not a ReLU here
         for mod in m.modules():
             if isinstance(mod, PReLU):

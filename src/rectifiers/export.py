@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rectifiers.eval.common import adaptive_bins
 from rectifiers.files import atomic_path
 
 FORMATS = ("onnx", "torchscript", "export")
@@ -46,11 +47,6 @@ _SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "export": ".pt2"}
 
 
 # ----------------------------------------------------------------------------- SPP rewrite
-def _adaptive_bins(size: int, n: int) -> list[tuple[int, int]]:
-    """Bins of ``adaptive_max_pool`` along one axis: ``[floor(i*a/n), ceil((i+1)*a/n))``."""
-    return [((i * size) // n, -((-(i + 1) * size) // n)) for i in range(n)]
-
-
 class StaticSPP(nn.Module):
     """SPP for one fixed feature-map size, written with slices and ``amax`` (exportable).
 
@@ -65,7 +61,7 @@ class StaticSPP(nn.Module):
         self.h, self.w = int(h), int(w)
         self.pool = pool
         self.bins = [
-            [(r, c) for r in _adaptive_bins(self.h, n) for c in _adaptive_bins(self.w, n)]
+            [(r, c) for r in adaptive_bins(self.h, n) for c in adaptive_bins(self.w, n)]
             for n in self.levels
         ]
 

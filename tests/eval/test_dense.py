@@ -95,6 +95,29 @@ def test_spp_fast_path_equals_pooling_each_window():
         torch.testing.assert_close(fast, slow, rtol=0, atol=1e-12)
 
 
+def test_spp_classifier_is_only_offered_when_head_is_plain_spp_max(valid_net):
+    from rectifiers.eval.dense import spp_head_parts
+    from rectifiers.models import create_model
+    from rectifiers.models.spp_net import SPPNet
+    from rectifiers.nn import SPP
+
+    m = create_model("prelunet_small", num_classes=10, in_chans=1, widths=(4, 8, 8), fc_dim=16)
+    levels, classifier = spp_head_parts(m)
+    assert levels == m.spp.levels and classifier is m.classifier
+    m.spp = SPP(m.spp.levels, pool="avg")
+    assert spp_head_parts(m) is None  # the fast path is a max-pool identity only
+    assert spp_head_parts(valid_net) is None  # no spp_classifier method: windows go via head
+
+    class Scaled(SPPNet):
+        def head(self, fmap):
+            return 2 * super().head(fmap)
+
+    s = Scaled.__new__(Scaled)
+    s.__dict__.update(create_model("prelunet_small", num_classes=10, in_chans=1,
+                                   widths=(4, 8, 8), fc_dim=16).__dict__)
+    assert s.spp_classifier() is None  # a subclass that changes head is not SPP + classifier
+
+
 @pytest.mark.parametrize("k", [1, 2, 3, 5, 6, 7, 8, 13, 14])
 def test_sliding_max_equals_max_pool(k):
     from rectifiers.eval.dense import sliding_max

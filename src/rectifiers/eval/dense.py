@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rectifiers.eval.views import Normalize, prepare, softmax_scores
+from rectifiers.eval.common import Normalize, adaptive_bins, prepare, softmax_scores
 
 
 def _require_dense_api(model: nn.Module) -> int:
@@ -111,26 +111,16 @@ def score_windows(
     return total / (len(starts) * n_w)
 
 
-def _adaptive_bins(size: int, n: int) -> list[tuple[int, int]]:
-    """Bins of adaptive pooling along one axis: ``[floor(i*a/n), ceil((i+1)*a/n))``."""
-    return [((i * size) // n, -((-(i + 1) * size) // n)) for i in range(n)]
-
-
 def spp_head_parts(model: nn.Module) -> tuple[tuple[int, ...], nn.Module] | None:
     """``(levels, classifier)`` when ``model.head`` is exactly ``classifier(SPP-max(fmap))``.
 
-    True for :class:`rectifiers.models.spp_net.SPPNet` with the adaptive max SPP; then every
+    Asked of the model (:meth:`rectifiers.models.spp_net.SPPNet.spp_classifier`); then every
     window's SPP vector can be read off a few stride-1 max-pools of the whole map
-    (:func:`spp_all_windows`) instead of pooling each window separately.
+    (:func:`spp_all_windows`) instead of pooling each window separately. ``None`` for models
+    without that method.
     """
-    from rectifiers.models.spp_net import SPPNet
-    from rectifiers.nn import SPP
-
-    spp = getattr(model, "spp", None)
-    if (type(model).head is SPPNet.head and isinstance(spp, SPP) and spp.rule == "adaptive"
-            and spp.pool == "max"):
-        return spp.levels, model.classifier
-    return None
+    parts = getattr(model, "spp_classifier", None)
+    return parts() if callable(parts) else None
 
 
 def sliding_max(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:
@@ -178,8 +168,8 @@ def spp_all_windows(fmap: torch.Tensor, levels: Sequence[int], kh: int, kw: int)
     out = []
     for n in levels:
         cells = []
-        for r0, r1 in _adaptive_bins(kh, n):
-            for c0, c1 in _adaptive_bins(kw, n):
+        for r0, r1 in adaptive_bins(kh, n):
+            for c0, c1 in adaptive_bins(kw, n):
                 cells.append(box_max(r1 - r0, c1 - c0)[:, :, r0 : r0 + nh, c0 : c0 + nw])
         out.append(torch.stack(cells, 2).reshape(b, c * n * n, nh, nw))
     return torch.cat(out, 1).permute(0, 2, 3, 1)

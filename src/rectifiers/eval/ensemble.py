@@ -20,7 +20,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from rectifiers.eval.views import Normalize, ViewSpec, default_view, predict
+from rectifiers.data.transforms import Normalizer
+from rectifiers.eval.common import Normalize
+from rectifiers.eval.views import ViewSpec, default_view, predict
+from rectifiers.train.checkpoint import load_model
 
 
 @dataclass
@@ -81,8 +84,6 @@ def load_member(
     ``view_overrides`` (``crop``, ``scales``, ``flip``, ``window_batch``) replace the defaults
     derived from the model (:func:`rectifiers.eval.views.default_view`).
     """
-    from rectifiers.train.checkpoint import load_model
-
     model, meta = load_model(checkpoint, map_location=device)
     view = default_view(model, mode, **{k: v for k, v in view_overrides.items() if v is not None})
     return Member(model=model.eval(), view=view, normalize=normalizer_from_meta(meta, device),
@@ -98,8 +99,6 @@ def normalizer_from_meta(meta: dict[str, Any],
     spec = meta.get("normalization")
     if not spec:
         return None
-    from rectifiers.data.transforms import Normalizer
-
     norm = Normalizer.from_dict(spec)
     for name in ("mean", "std"):
         if getattr(norm, name, None) is not None:

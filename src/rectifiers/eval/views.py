@@ -31,16 +31,16 @@ Default scales (``default_scales``), from the model's training crop ``c``:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from rectifiers.data.transforms import Box, center_crop_box, five_crop_boxes, resize_shorter
+from rectifiers.data.transforms import Box, center_crop_box, five_crop_boxes
 from rectifiers.data.transforms import crop as crop_box
-
-Normalize = Callable[[torch.Tensor], torch.Tensor]
+from rectifiers.eval.common import Normalize, prepare, softmax_scores
+from rectifiers.eval.dense import dense_scores
 
 MODES = ("center", "ten_crop", "dense")
 PAPER_CROP = 224
@@ -134,22 +134,6 @@ def default_view(model: nn.Module, mode: str = "center", **overrides) -> ViewSpe
     return ViewSpec(mode=mode, crop=crop, scales=tuple(int(s) for s in scales), **overrides)
 
 
-def prepare(x: torch.Tensor, scale: int, normalize: Normalize | None = None) -> torch.Tensor:
-    """Raw batch -> float, shorter side ``scale``, then ``normalize`` (full-image views).
-
-    Float before resizing: resizing uint8 would round every pixel to an integer.
-    """
-    x = resize_shorter(x if x.is_floating_point() else x.float(), int(scale))
-    return normalize(x) if normalize is not None else x
-
-
-def softmax_scores(logits: torch.Tensor) -> torch.Tensor:
-    """Softmax over classes, in at least float32 (averaging bf16/fp16 scores loses digits)."""
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    return logits.softmax(-1)
-
-
 def _probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return softmax_scores(model(x))
 
@@ -201,8 +185,6 @@ def predict(
     ``images`` is a (B, C, H, W) batch or a list of (C, H, W) images of different sizes (an
     ImageNet-layout folder); images of equal size are evaluated together.
     """
-    from rectifiers.eval.dense import dense_scores
-
     out: torch.Tensor | None = None
     n = images.shape[0] if isinstance(images, torch.Tensor) else len(images)
     for idx, x in _as_groups(images):

@@ -12,7 +12,9 @@ paper's rules hold everywhere by construction:
 
 Dense evaluation (paper Sec. 3, "multi-view testing on feature maps") uses the split
 ``forward(x) == head(features(x))``: run :meth:`SPPNet.features` once on a whole image, then
-apply :meth:`SPPNet.head` to every ``window x window`` crop of the feature map.
+apply :meth:`SPPNet.head` to every ``window x window`` crop of the feature map;
+:meth:`SPPNet.spp_classifier` says when the head is a plain SPP + classifier, which dense
+evaluation can compute for all windows at once.
 """
 
 from __future__ import annotations
@@ -50,7 +52,16 @@ class Pool:
 
 
 def _make_act(act: str, channels: int, act_kwargs: dict[str, Any]) -> nn.Module:
-    return make_activation(act, channels=channels, **act_kwargs)
+    """The activation after a conv or fc layer, in place unless the caller says otherwise.
+
+    In place is safe here: each activation's input is the output of a Conv2d or Linear that
+    nothing else reads (their backward needs their *input*), so a PReLU-net keeps only the
+    activation outputs for backward, as a ReLU-net does. ``make_activation`` accepts
+    ``inplace=`` for every registered name (a no-op where it does not apply).
+    """
+    kw = dict(act_kwargs)
+    kw.setdefault("inplace", True)
+    return make_activation(act, channels=channels, **kw)
 
 
 class SPPNet(nn.Module):
@@ -153,4 +164,17 @@ class SPPNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
+
+    def spp_classifier(self) -> tuple[tuple[int, ...], nn.Module] | None:
+        """``(levels, classifier)`` when ``head(fmap) == classifier(SPP_max(levels)(fmap))``.
+
+        True for the adaptive max SPP (the default) unless a subclass replaces :meth:`head`.
+        Dense evaluation then reads every window's SPP vector off a few stride-1 max-pools of
+        the whole map (:func:`rectifiers.eval.dense.spp_all_windows`); ``None`` means it must
+        call :meth:`head` on each window.
+        """
+        if (type(self).head is SPPNet.head and self.spp.rule == "adaptive"
+                and self.spp.pool == "max"):
+            return self.spp.levels, self.classifier
+        return None
 

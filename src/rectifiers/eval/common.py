@@ -1,0 +1,39 @@
+"""Helpers shared by the view modes (:mod:`~rectifiers.eval.views`), dense testing
+(:mod:`~rectifiers.eval.dense`) and export (:mod:`rectifiers.export`).
+
+Kept in their own module so ``views -> dense -> common`` has no cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from rectifiers.data.transforms import resize_shorter
+
+__all__ = ["Normalize", "adaptive_bins", "prepare", "softmax_scores"]
+
+Normalize = Callable[[torch.Tensor], torch.Tensor]
+
+
+def prepare(x: torch.Tensor, scale: int, normalize: Normalize | None = None) -> torch.Tensor:
+    """Raw batch -> float, shorter side ``scale``, then ``normalize`` (full-image views).
+
+    Float before resizing: resizing uint8 would round every pixel to an integer.
+    """
+    x = resize_shorter(x if x.is_floating_point() else x.float(), int(scale))
+    return normalize(x) if normalize is not None else x
+
+
+def softmax_scores(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over classes, in at least float32 (averaging bf16/fp16 scores loses digits)."""
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
+    return logits.softmax(-1)
+
+
+def adaptive_bins(size: int, n: int) -> list[tuple[int, int]]:
+    """Bins of adaptive pooling along one axis of length ``size`` into ``n`` bins:
+    ``[floor(i*size/n), ceil((i+1)*size/n))`` for ``i = 0..n-1`` (PyTorch's rule)."""
+    return [((i * size) // n, -((-(i + 1) * size) // n)) for i in range(n)]
