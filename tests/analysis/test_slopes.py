@@ -43,3 +43,24 @@ def test_paper_table1_has_13_prelu_layers_and_paper_values():
     assert PAPER_TABLE1["conv1"] == (0.681, 0.596)
     assert PAPER_TABLE1["fc2"] == (0.031, 0.075)
     assert list(PAPER_TABLE1)[0] == "conv1" and list(PAPER_TABLE1)[-1] == "fc2"
+
+
+def test_activation_sites_follow_registration_order_not_names():
+    """Sites come from the module order: arbitrary names are fine, stages count poolings."""
+    net = nn.Sequential()
+    net.add_module("a", nn.Conv2d(1, 2, 3))
+    net.add_module("x", PReLU(2))
+    net.add_module("p", nn.MaxPool2d(2))
+    net.add_module("b", nn.Conv2d(2, 2, 3))
+    net.add_module("y", PReLU())
+    net.add_module("flat", nn.Flatten())
+    net.add_module("c", nn.Linear(8, 4))
+    net.add_module("z", nn.ReLU())
+    net.add_module("d", nn.Linear(4, 2))
+    from rectifiers.analysis import activation_sites
+
+    sites = activation_sites(net)
+    assert list(sites) == ["x", "y", "z"]
+    assert [(v["label"], v["kind"], v["stage"]) for v in sites.values()] == [
+        ("a", "conv", 1), ("b", "conv", 2), ("c", "fc", None)]
+    assert [r["follows"]["layer"] for r in learned_slopes(net)] == ["a", "b"]

@@ -9,12 +9,19 @@ from rectifiers.analysis.signal import (
     predicted_signal,
     signal_propagation,
 )
-from rectifiers.analysis.slopes import PAPER_TABLE1, learned_slopes
+from rectifiers.analysis.slopes import (
+    PAPER_STAGES,
+    PAPER_TABLE1,
+    activation_sites,
+    learned_slopes,
+)
 
 __all__ = [
+    "PAPER_STAGES",
     "PAPER_TABLE1",
     "DeadUnitTracker",
     "LayerSignal",
+    "activation_sites",
     "dead_unit_rates",
     "format_table",
     "learned_slopes",

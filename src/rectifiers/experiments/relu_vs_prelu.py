@@ -28,6 +28,13 @@ from typing import Any
 
 import torch
 
+from rectifiers.analysis import (
+    PAPER_STAGES,
+    PAPER_TABLE1,
+    activation_sites,
+    dead_unit_rates,
+    learned_slopes,
+)
 from rectifiers.experiments.report import (
     Section,
     integer_ticks,
@@ -104,14 +111,13 @@ _CACHE = RunCache()
 
 def _dead_summary(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> dict[str, float]:
     """Units-weighted zero / never-active fractions over all activation layers on ``x``."""
-    from rectifiers.analysis import dead_unit_rates
-
     was = model.training
     model.eval()
     rows = dead_unit_rates(model, (x[i:i + batch] for i in range(0, len(x), batch)))
     model.train(was)
     units = sum(r["units"] for r in rows)
-    conv = [r for r in rows if _short(r["layer"]).startswith("conv")]
+    sites = activation_sites(model)
+    conv = [r for r in rows if r["layer"] in sites and sites[r["layer"]]["kind"] == "conv"]
     return {
         "zero_fraction": sum(r["zero_fraction"] * r["units"] for r in rows) / units,
         "never_active_fraction": sum(r["never_active_fraction"] * r["units"] for r in rows)
@@ -149,8 +155,6 @@ def train_runs(acts: tuple[str, ...], settings: RunSettings, data_dir: str | Non
                 res = fit(model, data, fs, seed,
                           on_epoch=lambda _e, m, dead=dead, x=x_held: dead.append(
                               _dead_summary(m, x)))
-                from rectifiers.analysis import learned_slopes
-
                 _CACHE.runs[key] = Run(act, seed, res.test_err, learned_slopes(model), dead,
                                        res.seconds, res.diverged)
                 done += 1
@@ -260,35 +264,16 @@ def table2_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
 
 # --------------------------------------------------------------------------- Table 1
 
-def _paper_stage_values() -> dict[str, tuple[float, float]]:
-    """Paper Table 1 mapped onto our layers: conv1; stage 2 and stage 3 as stage means."""
-    from rectifiers.analysis import PAPER_TABLE1
-
-    def mean_of(prefix: str) -> tuple[float, float]:
-        vals = [v for k, v in PAPER_TABLE1.items() if k.startswith(prefix)]
-        return (statistics.fmean(v[0] for v in vals), statistics.fmean(v[1] for v in vals))
-
-    return {"conv1": PAPER_TABLE1["conv1"], "stage2": mean_of("conv2"),
-            "stage3": mean_of("conv3"), "fc1": PAPER_TABLE1["fc1"], "fc2": PAPER_TABLE1["fc2"]}
-
-
-def _short(layer: str) -> str:
-    """Name of the weight layer an activation follows: "trunk.act2_1" -> "conv2_1",
-    "classifier.act_fc1" -> "fc1" (the SPPNet naming)."""
-    last = layer.split(".")[-1]
-    if last.startswith("act_"):
-        return last[4:]
-    if last.startswith("act"):
-        return "conv" + last[3:]
-    return last
-
-
-def _stage(short: str) -> str:
-    if short.startswith("conv2"):
-        return "stage2"
-    if short.startswith("conv3"):
-        return "stage3"
-    return short
+def _paper_value(site: dict[str, Any]) -> tuple[float, float] | None:
+    """The paper's Table 1 value for the layer an activation follows: fc layers by their name
+    (the same vocabulary), conv layers as the mean of the paper's convs of the same stage."""
+    if site["kind"] == "fc":
+        return PAPER_TABLE1.get(site["label"])
+    names = PAPER_STAGES.get(site["stage"])
+    if not names:
+        return None
+    vals = [PAPER_TABLE1[n] for n in names]
+    return (statistics.fmean(v[0] for v in vals), statistics.fmean(v[1] for v in vals))
 
 
 def _spearman(xs: list[float], ys: list[float]) -> float:
@@ -308,8 +293,9 @@ def _spearman(xs: list[float], ys: list[float]) -> float:
 
 def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: Path,
                    command: str, seconds: float) -> Section:
-    paper = _paper_stage_values()
-    layers = [_short(r["layer"]) for r in runs["prelu"][0].slopes]
+    sites = [r["follows"] for r in runs["prelu"][0].slopes]
+    layers = [site["label"] for site in sites]
+    paper = [_paper_value(site) for site in sites]
     means: dict[str, list[list[float]]] = {}  # act -> per layer -> per seed
     for a in SLOPE_ACTS:
         means[a] = [[run.slopes[i]["mean"] for run in runs[a]] for i in range(len(layers))]
@@ -319,7 +305,7 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         for a in SLOPE_ACTS:
             s = summarize(means[a][i])
             cells.append(f"{s.mean:.3f} ± {s.std:.3f}" if s.n > 1 else f"{s.mean:.3f}")
-        p = paper.get(_stage(layer))
+        p = paper[i]
         cells += [f"{p[0]:.3f}" if p else "–", f"{p[1]:.3f}" if p else "–"]
         rows.append(cells)
     table = markdown_table(["layer", "ours: channel-shared a", "ours: channel-wise mean a",
@@ -336,8 +322,7 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
                                  [h - mm for mm, h in zip(m, hi, strict=True)]],
                     marker=marker, capsize=3, color=COLORS[a], label=f"ours, {ACTS[a][2]}")
     for j, (col, ls) in enumerate(((COLORS["prelu_shared"], "--"), (COLORS["prelu"], ":"))):
-        pv = [paper[_stage(layer)][j] if _stage(layer) in paper else float("nan")
-              for layer in layers]
+        pv = [p[j] if p else float("nan") for p in paper]
         ax.plot(xs, pv, ls=ls, color=col, alpha=0.7,
                 label=f"paper (ImageNet), {'shared' if j == 0 else 'channel-wise'}")
     ax.axhline(0.25, color="gray", lw=0.8, ls="-.", label="initial value 0.25")
@@ -353,7 +338,7 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
     checks, data = {}, {}
     for a in SLOPE_ACTS:
         m = [statistics.fmean(v) for v in means[a]]
-        conv_idx = [i for i, layer in enumerate(layers) if layer.startswith("conv")]
+        conv_idx = [i for i, site in enumerate(sites) if site["kind"] == "conv"]
         conv_m = [m[i] for i in conv_idx]
         checks[a] = {
             "conv1_largest": m[0] == max(m),
@@ -364,8 +349,9 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
     trend = checks["prelu"]["conv_depth_rank_corr"] < 0
     verdict = ("reproduced" if c1 and trend else
                "partly reproduced" if c1 or trend else "not reproduced")
-    note = (f"conv1 has the largest slope: shared {'yes' if checks['prelu_shared']['conv1_largest'] else 'no'}, "  # noqa: E501
-            f"channel-wise {'yes' if checks['prelu']['conv1_largest'] else 'no'}; channel-wise "
+    yes = {a: "yes" if checks[a]["conv1_largest"] else "no" for a in SLOPE_ACTS}
+    note = (f"conv1 has the largest slope: shared {yes['prelu_shared']}, "
+            f"channel-wise {yes['prelu']}; channel-wise "
             f"slopes vs conv depth: Spearman {checks['prelu']['conv_depth_rank_corr']:+.2f} "
             "(paper: decreasing)")
     result = (note + ". Our net has 5 conv + 2 hidden fc PReLU layers against the paper's "
