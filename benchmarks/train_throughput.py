@@ -29,12 +29,11 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from rectifiers.models import create_model
 from rectifiers.optim import param_groups
-from rectifiers.train.engine import _autocast
+from rectifiers.train import TrainConfig, train_step
 
 
 def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> float:
@@ -53,28 +52,24 @@ def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> float:
 def make_step(model_name: str, act: str, amp: str, channels_last: bool, compiled: bool,
               batch: int, in_chans: int, size: int, num_classes: int, seed: int,
               model_kw: dict) -> tuple[Callable[[], None], torch.nn.Module, torch.Tensor]:
-    """A closure doing one training step exactly as ``rectifiers.train`` does it."""
+    """A closure doing one training step with ``rectifiers.train``'s own step function and
+    its default settings (momentum 0.9, weight decay 5e-4, gradient clipping at 5)."""
     torch.manual_seed(seed)
     model = create_model(model_name, num_classes=num_classes, in_chans=in_chans, act=act,
                          **model_kw)
     model.train()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(param_groups(model, 5e-4), lr=1e-3, momentum=0.9)
+    cfg = TrainConfig()
+    opt = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=1e-3, momentum=cfg.momentum)
     x = torch.randn(batch, in_chans, size, size)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,))
     fwd = torch.compile(model) if compiled else model
-    device = torch.device("cpu")
 
     def step() -> None:
-        with _autocast(device, amp):
-            logits = fwd(x)
-        loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(fwd, x, y, opt, amp=amp, grad_clip=cfg.grad_clip)
 
     return step, model, x
 

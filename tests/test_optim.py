@@ -1,13 +1,15 @@
-"""rectifiers.optim: the paper's no-decay rule for slopes, bias convention, schedules."""
+"""rectifiers.optim: the paper's no-decay rule for slopes, bias convention, the lr schedule."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from rectifiers.nn import PReLU
-from rectifiers.optim import param_groups, plateau_schedule, step_schedule
+from rectifiers.optim import LRSchedule, param_groups
 
 
 class LearnableSwish(nn.Module):
@@ -84,38 +86,99 @@ def test_invalid_weight_decay_raises():
         param_groups(_model(), -1.0)
 
 
-def test_plateau_schedule_divides_by_ten_twice_then_stops():
-    model = nn.Linear(2, 2)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    sched = plateau_schedule(opt, patience=1)
+def _opt(lr=0.01):
+    return torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=lr, momentum=0.9)
+
+
+def _run(sched, steps_per_epoch, epochs, errors=None):
+    """lr of every step, stepping like the engine (and feeding per-epoch errors)."""
     lrs = []
-    for _ in range(12):
-        sched.step(1.0)  # the error never improves
-        lrs.append(opt.param_groups[0]["lr"])
-    distinct = sorted(set(round(v, 12) for v in lrs), reverse=True)
-    assert distinct == [0.01, 0.001, 0.0001]
-    assert lrs[-1] == pytest.approx(1e-4)
+    for e in range(epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(sched.lr)
+            sched.optimizer.step()
+            sched.step()
+        sched.epoch_end(errors[e] if errors else 0.5)
+    return lrs
 
 
-def test_plateau_schedule_keeps_lr_while_improving():
-    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.01)
-    sched = plateau_schedule(opt, patience=1)
+def test_plateau_divides_by_ten_twice_only_as_in_the_paper():
+    s = LRSchedule(_opt(), "plateau", steps_per_epoch=1, epochs=10, patience=2)
+    lrs = []
+    for err in [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]:
+        s.epoch_end(err)
+        lrs.append(s.lr)
+    assert lrs[:3] == [0.01, 0.01, 0.01]
+    assert lrs[3] == pytest.approx(1e-3)  # two epochs without improvement
+    assert lrs[5] == pytest.approx(1e-4)
+    assert lrs[-1] == pytest.approx(1e-4)  # never a third drop (the paper: 1e-2 -> 1e-4)
+    assert s.drops == 2
+
+
+def test_plateau_keeps_lr_while_improving():
+    s = LRSchedule(_opt(), "plateau", steps_per_epoch=1, epochs=10, patience=1)
     for e in range(10):
-        sched.step(1.0 - 0.05 * e)
-    assert opt.param_groups[0]["lr"] == 0.01
+        assert not s.epoch_end(1.0 - 0.05 * e)
+    assert s.lr == 0.01
 
 
-def test_step_schedule_validates_milestones():
-    opt = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    with pytest.raises(ValueError, match="increasing"):
-        step_schedule(opt, [20, 10])
-    sched = step_schedule(opt, [2, 4])
-    lrs = []
-    for _ in range(5):
-        opt.step()
-        sched.step()
-        lrs.append(opt.param_groups[0]["lr"])
-    assert lrs == pytest.approx([0.1, 0.01, 0.01, 0.001, 0.001])
+def test_step_cosine_and_warmup_modes():
+    s = LRSchedule(_opt(), "step", steps_per_epoch=4, epochs=10, decay_epochs=(3, 6))
+    lrs = _run(s, 4, 10)
+    assert [lrs[e * 4] for e in (0, 2, 3, 5, 6, 9)] == pytest.approx(
+        [0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
+    c = LRSchedule(_opt(), "cosine", steps_per_epoch=4, epochs=10)
+    lrs = _run(c, 4, 10)
+    assert lrs[0] == pytest.approx(0.01) and lrs[20] == pytest.approx(0.005)
+    assert lrs[39] == pytest.approx(0.005 * (1 + math.cos(math.pi * 39 / 40)))
+    w = LRSchedule(_opt(0.1), "constant", steps_per_epoch=10, epochs=2, warmup_steps=9)
+    assert _run(w, 10, 2)[:12] == pytest.approx([0.1 * (i + 1) / 10 for i in range(10)]
+                                                 + [0.1, 0.1])
+    # Warm-up, then cosine over the remaining steps; then step decay after a warm-up.
+    wc = LRSchedule(_opt(0.1), "cosine", steps_per_epoch=10, epochs=2, warmup_steps=4)
+    lrs = _run(wc, 10, 2)
+    assert lrs[3] == pytest.approx(0.08) and lrs[4] == pytest.approx(0.1)
+    assert lrs[4 + 8] == pytest.approx(0.05)
+    ws = LRSchedule(_opt(0.1), "step", steps_per_epoch=10, epochs=3, warmup_steps=5,
+                    decay_epochs=(2,))
+    lrs = _run(ws, 10, 3)
+    assert lrs[19] == pytest.approx(0.1) and lrs[20] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("mode, kw", [("cosine", {"warmup_steps": 3}), ("plateau", {}),
+                                      ("step", {"decay_epochs": (2, 3), "warmup_steps": 2})])
+def test_state_dict_resumes_exactly_through_a_checkpoint(tmp_path, mode, kw):
+    from rectifiers.train.checkpoint import load_checkpoint, save_checkpoint
+
+    errors = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    ref = LRSchedule(_opt(), mode, steps_per_epoch=3, epochs=6, patience=1, **kw)
+    full = _run(ref, 3, 6, errors)
+    a = LRSchedule(_opt(), mode, steps_per_epoch=3, epochs=6, patience=1, **kw)
+    head = _run(a, 3, 2, errors)
+    path = save_checkpoint(tmp_path / "s.safetensors",
+                           {"model": nn.Linear(1, 1).state_dict(), "sched": a.state_dict(),
+                            "opt": a.optimizer.state_dict()}, {})
+    state, _ = load_checkpoint(path)
+    b = LRSchedule(_opt(), mode, steps_per_epoch=3, epochs=6, patience=1, **kw)
+    b.optimizer.load_state_dict(state["opt"])
+    b.load_state_dict(state["sched"])
+    assert head + _run(b, 3, 4, errors[2:]) == full  # bit-identical lrs
+
+
+def test_bad_schedule_settings_are_config_errors():
+    from rectifiers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="increasing"):
+        LRSchedule(_opt(), "step", steps_per_epoch=2, epochs=5, decay_epochs=(3, 2))
+    with pytest.raises(ConfigError, match="warm-up"):
+        LRSchedule(_opt(), "step", steps_per_epoch=2, epochs=5, decay_epochs=(1,),
+                   warmup_steps=4)
+    with pytest.raises(ConfigError, match="sched"):
+        LRSchedule(_opt(), "linear", steps_per_epoch=2, epochs=5)
+    s = LRSchedule(_opt(), "cosine", steps_per_epoch=2, epochs=5)
+    with pytest.raises(ConfigError, match="--sched"):
+        s.load_state_dict(LRSchedule(_opt(), "plateau", steps_per_epoch=2,
+                                     epochs=5).state_dict())
 
 
 def test_every_learnable_zoo_activation_is_exempt_from_decay():

@@ -29,11 +29,11 @@ def test_no_arguments_is_the_small_fashion_mnist_job():
 
 
 def test_paper_recipe_and_explicit_flags_override_it():
-    cfg = config_from_args(["--paper-recipe", "--epochs", "5", "--model-kw", "depth=8",
-                            "--model-kw", "widths=[1,2]", "--no-save"])
+    cfg = config_from_args(["--paper-recipe", "--epochs", "5", "--model-kw", "fc_dim=64",
+                            "--model-kw", "widths=[4,4,8]", "--no-save"])
     assert cfg.lr == PAPER_RECIPE["lr"] == 0.01 and cfg.sched == "plateau"
     assert cfg.max_lr_drops == 2 and cfg.dropout == 0.5 and cfg.epochs == 5
-    assert cfg.model_kwargs == {"depth": 8, "widths": [1, 2]} and cfg.out_dir is None
+    assert cfg.model_kwargs == {"fc_dim": 64, "widths": [4, 4, 8]} and cfg.out_dir is None
 
 
 def test_resume_from_a_run_writes_into_that_run(tmp_path):

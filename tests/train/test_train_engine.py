@@ -11,7 +11,7 @@ import torch
 import yaml
 from train_helpers import tiny_config
 
-from rectifiers.train import LRSchedule, TrainConfig, load_model, train
+from rectifiers.train import TrainConfig, load_model, train
 from rectifiers.train.engine import SUMMARY_COLUMNS, evaluate
 
 
@@ -82,37 +82,6 @@ def test_evaluate_counts_top1_and_top5():
     m = evaluate(Fixed(), [(x, y)], torch.device("cpu"))
     assert m["val_top1_err"] == pytest.approx(0.75)
     assert m["val_top5_err"] == pytest.approx(0.5)
-
-
-def _cfg(**kw):
-    return TrainConfig(epochs=10, lr=0.01, warmup_epochs=0, **kw)
-
-
-def test_plateau_schedule_divides_by_ten_twice_only():
-    s = LRSchedule(_cfg(sched="plateau", patience_epochs=2), steps_per_epoch=5)
-    lrs = []
-    for err in [0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4]:
-        s.epoch_end(err)
-        lrs.append(s.lr(0))
-    assert lrs[:3] == [0.01, 0.01, 0.01]
-    assert lrs[3] == pytest.approx(1e-3)  # two epochs without improvement
-    assert lrs[5] == pytest.approx(1e-4)
-    assert lrs[-1] == pytest.approx(1e-4)  # never a third drop (the paper: 1e-2 -> 1e-4)
-    s2 = LRSchedule(_cfg(sched="plateau"), 5)
-    s2.load_state_dict(json.loads(json.dumps(s.state_dict())))
-    assert s2.lr(0) == s.lr(0) and s2.state_dict() == s.state_dict()
-
-
-def test_step_and_cosine_schedules():
-    s = LRSchedule(_cfg(sched="step", decay_epochs=(3, 6)), steps_per_epoch=4)
-    assert [s.lr(e * 4) for e in (0, 2, 3, 5, 6, 9)] == pytest.approx(
-        [0.01, 0.01, 1e-3, 1e-3, 1e-4, 1e-4])
-    c = LRSchedule(_cfg(sched="cosine"), steps_per_epoch=4)
-    assert c.lr(0) == pytest.approx(0.01)
-    assert c.lr(20) == pytest.approx(0.005)
-    assert c.lr(40) == pytest.approx(0.0, abs=1e-12)
-    w = LRSchedule(TrainConfig(epochs=2, lr=0.1, warmup_epochs=1, sched="constant"), 10)
-    assert [w.lr(i) for i in (0, 4, 9, 10)] == pytest.approx([0.01, 0.05, 0.1, 0.1])
 
 
 def test_weight_decay_skips_prelu_slopes():

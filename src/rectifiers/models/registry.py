@@ -94,19 +94,61 @@ def create_model(name: str, num_classes: int = 1000, in_chans: int = 3, act: str
         raise TypeError(f"model '{name}' got unknown keyword(s) {unknown}; it accepts {own}")
     model = builder(num_classes=num_classes, in_chans=in_chans, act=act,
                     act_kwargs=dict(act_kwargs or {}), **kwargs)
-    if init is not None:
-        init_kw: dict[str, Any] = {"scheme": init}
-        if init_mode is not None:
-            init_kw["mode"] = init_mode
-        # The model's fixed fc stds are part of the paper's "he" recipe only; an explicit
-        # fc_std applies to any scheme (e.g. Xavier convs with the paper's fc layers, Fig. 2/3).
-        std = fc_std if fc_std is not None else (
-            getattr(model, "default_fc_std", None) if init == "he" else None)
-        if std is not None:
-            init_kw["fc_std"] = tuple(std)
-        _init.initialize(model, generator=generator, data=data, **init_kw)
     model.model_config = {
         "name": name, "num_classes": num_classes, "in_chans": in_chans, "act": act,
         "init": init, "act_kwargs": dict(act_kwargs or {}), **kwargs,
     }
+    if init is not None:
+        initialize_model(model, init, init_mode=init_mode, fc_std=fc_std, generator=generator,
+                         data=data)
     return model
+
+
+def initialize_model(model: nn.Module, init: str, *, init_mode: str | None = None,
+                     fc_std: Sequence[float] | None = None,
+                     generator: torch.Generator | None = None,
+                     data: torch.Tensor | None = None) -> nn.Module:
+    """Initialise a built model in place with scheme ``init`` (the second half of
+    :func:`create_model`; training builds with ``init=None`` and calls this with a data batch,
+    so data-dependent schemes such as ``lsuv`` work; loading a checkpoint never calls it).
+
+    ``"he"`` on a model with ``default_fc_std`` also draws its last fc layers with those stds
+    (the paper's recipe); ``fc_std`` overrides that for any scheme.
+    """
+    if init not in _known_init_schemes():
+        raise ValueError(f"unknown init scheme '{init}'; known: {', '.join(_known_init_schemes())}")
+    init_kw: dict[str, Any] = {"scheme": init}
+    if init_mode is not None:
+        init_kw["mode"] = init_mode
+    # The model's fixed fc stds are part of the paper's "he" recipe only; an explicit
+    # fc_std applies to any scheme (e.g. Xavier convs with the paper's fc layers, Fig. 2/3).
+    std = fc_std if fc_std is not None else (
+        getattr(model, "default_fc_std", None) if init == "he" else None)
+    if std is not None:
+        init_kw["fc_std"] = tuple(std)
+    _init.initialize(model, generator=generator, data=data, **init_kw)
+    config = getattr(model, "model_config", None)
+    if isinstance(config, dict):
+        config["init"] = init
+    return model
+
+
+def model_description(model: nn.Module) -> dict[str, Any]:
+    """What a checkpoint stores to rebuild ``model`` (built by :func:`create_model`):
+    ``model``, ``model_kwargs``, ``num_classes``, ``in_chans``, ``act``, ``init``.
+
+    The one description of a model; ``rectifiers.train.checkpoint.build_model_from_meta`` is
+    its inverse.
+    """
+    config = getattr(model, "model_config", None)
+    if not isinstance(config, dict):
+        raise ValueError(f"{type(model).__name__} was not built by rectifiers.models."
+                         "create_model (it has no model_config), so a checkpoint could not "
+                         "rebuild it")
+    kwargs = dict(config)
+    desc = {key: kwargs.pop(key) for key in ("num_classes", "in_chans", "act", "init")}
+    desc["model"] = kwargs.pop("name")
+    if not kwargs.get("act_kwargs"):
+        kwargs.pop("act_kwargs", None)
+    desc["model_kwargs"] = kwargs
+    return desc

@@ -11,9 +11,17 @@ from rectifiers.train.checkpoint import (
     save_checkpoint,
 )
 from rectifiers.train.config import PAPER_RECIPE, TrainConfig
-from rectifiers.train.engine import DivergenceError, LRSchedule, TrainResult, evaluate, train
+from rectifiers.train.engine import (
+    DivergenceError,
+    StepInfo,
+    TrainResult,
+    evaluate,
+    train,
+    train_step,
+)
 
 __all__ = [
-    "PAPER_RECIPE", "CheckpointError", "DivergenceError", "LRSchedule", "TrainConfig",
+    "PAPER_RECIPE", "CheckpointError", "DivergenceError", "StepInfo", "TrainConfig",
     "TrainResult", "evaluate", "load_checkpoint", "load_model", "save_checkpoint", "train",
+    "train_step",
 ]

@@ -19,14 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rectifiers.train.config import (
-    AMP_MODES,
-    DATASETS,
-    DEVICES,
-    PAPER_RECIPE,
-    SCHEDULES,
-    TrainConfig,
-)
+from rectifiers.errors import ConfigError, UserError, debug_enabled
+from rectifiers.optim import SCHEDULES
+from rectifiers.runtime import AMP_MODES, DEVICES
+from rectifiers.train.config import DATASETS, PAPER_RECIPE, TrainConfig
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.default is not dataclasses.MISSING}
@@ -131,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out-dir", help="run directory (default: runs/<experiment>)")
     g.add_argument("--experiment", help="run name under runs/ (default: <model>-<act>-<time>)")
     g.add_argument("--no-save", action="store_true", help="write no files at all")
+    g.add_argument("--overwrite", action="store_true", help="replace the run already in "
+                   "--out-dir: its checkpoints and logs are deleted")
     g.add_argument("--checkpoint-every", type=int, help="also checkpoint every n steps "
                    "(mid-epoch); epoch ends always" + _d("checkpoint_every"))
     g.add_argument("--resume", help="checkpoint file or run directory to continue bit-exactly, "
@@ -147,7 +145,7 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model-kw expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--model-kw expects KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -157,19 +155,15 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
 
 def _check_names(cfg: TrainConfig) -> None:
     """Unknown model/act/init names: an error that lists the known ones."""
+    from rectifiers.init import list_init_schemes
     from rectifiers.models import list_models
     from rectifiers.nn import list_activations
 
-    checks = [("--model", cfg.model, list_models()), ("--act", cfg.act, list_activations())]
-    try:
-        from rectifiers.init import list_init_schemes
-
-        checks.append(("--init", cfg.init, list_init_schemes()))
-    except ImportError:
-        pass
+    checks = [("--model", cfg.model, list_models()), ("--act", cfg.act, list_activations()),
+              ("--init", cfg.init, list_init_schemes())]
     for flag, value, known in checks:
         if value not in known:
-            raise ValueError(f"{flag} {value!r} is unknown. Known: {', '.join(sorted(known))}")
+            raise ConfigError(f"{flag} {value!r} is unknown. Known: {', '.join(sorted(known))}")
 
 
 def config_from_args(argv: list[str]) -> TrainConfig:
@@ -185,7 +179,7 @@ def config_from_args(argv: list[str]) -> TrainConfig:
     given.update(ns)
     if no_save:
         if given.get("resume") or given.get("out_dir"):
-            raise ValueError("--no-save cannot be combined with --out-dir or --resume")
+            raise ConfigError("--no-save cannot be combined with --out-dir or --resume")
         given["out_dir"] = None
     elif "out_dir" not in given:
         resume = given.get("resume")
@@ -194,7 +188,7 @@ def config_from_args(argv: list[str]) -> TrainConfig:
             r = Path(resume)
             given["out_dir"] = str(r if r.is_dir() else r.parent)
         elif resume == "auto" and not experiment:
-            raise ValueError("--resume auto needs --out-dir or --experiment "
+            raise ConfigError("--resume auto needs --out-dir or --experiment "
                              "(the run whose last checkpoint to continue)")
         else:
             name = experiment or (f"{given.get('model', _DEFAULTS['model'])}-"
@@ -205,22 +199,20 @@ def config_from_args(argv: list[str]) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rectifiers.train.checkpoint import CheckpointError
+    """Exit codes: 0 done, 2 a user error (one message), 3 diverged, 130 interrupted."""
     from rectifiers.train.engine import DivergenceError, train
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         cfg = config_from_args(argv)
         _check_names(cfg)
-    except ValueError as e:
-        print(f"rectifiers train: error: {e}", file=sys.stderr)
-        return 2
-    try:
         train(cfg)
     except DivergenceError as e:
         print(f"rectifiers train: diverged: {e}", file=sys.stderr)
         return 3
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
+    except (UserError, ValueError) as e:
+        if debug_enabled():
+            raise
         print(f"rectifiers train: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

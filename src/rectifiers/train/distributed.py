@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -78,24 +79,11 @@ def all_reduce_mean_(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return t
 
 
-def gather_tensors(t: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
-    """All ranks' copies of a same-shaped tensor (used for per-rank RNG states)."""
+def gather_rank_states(rank_state: dict[str, Any], info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's small state dict (RNG, loader position), in rank order, on every rank."""
     if not info.enabled:
-        return [t]
-    out = [torch.empty_like(t) for _ in range(info.world_size)]
-    dist.all_gather(out, t)
-    return out
-
-
-def broadcast_flag(flag: bool, device: torch.device, info: DistInfo) -> bool:
-    """True on every rank if any rank says so (stop decisions must agree or ranks hang)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
+        return [rank_state]
+    # In-memory exchange between our own processes (nothing is written with pickle).
+    gathered: list[Any] = [None] * info.world_size
+    dist.all_gather_object(gathered, rank_state)
+    return gathered

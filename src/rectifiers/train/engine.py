@@ -1,55 +1,68 @@
-"""The training loop: ``train(cfg) -> TrainResult``.
+"""The training loop: ``train(cfg) -> TrainResult``, the one loop of the package.
 
-One plain loop, readable top to bottom (nanoGPT style): build data and model, SGD with the
-paper's settings, an lr schedule, then ``for epoch: for batch: forward, backward, step``; validate
-each epoch; write a timm-like run directory on rank 0. No callbacks: to change the loop, edit it.
+``rectifiers train``, the reproduction experiments, the bench and the throughput benchmark all
+run it. It reads top to bottom (nanoGPT style): build data and model, initialise the model with
+a data batch, SGD with the paper's settings and :class:`rectifiers.optim.LRSchedule`, then
+``for epoch: for batch: train_step``; validate each epoch; write a timm-like run directory on
+rank 0 (:mod:`rectifiers.train.outputs`). No callback machinery: :func:`train` takes one
+``on_step`` and one ``on_epoch`` function for observers (gradient norms, slopes, dead units),
+and :func:`train_step` is the one place where gradients are zeroed and the optimiser steps.
 
 Exactness: a checkpoint holds the model, the optimiser's momentum buffers, the grad scaler, the
 schedule, the data loader's position (mid-epoch too) and every RNG state, so a run killed at any
-point and resumed with ``resume=...`` produces bit-identical weights (tested with SIGKILL).
+point and resumed with ``resume=...`` produces bit-identical weights (tested with SIGKILL); a run
+stopped by ``max_steps`` and resumed equals the uninterrupted run.
+
+Divergence guard: a step whose loss is non-finite, or over ``EXPLODE_FACTOR`` times the run's
+start (its first loss, at least ``ln(num_classes)``), is not applied; the run stops with
+:class:`DivergenceError`, and the last checkpoint (whose weights are finite) is kept.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
 import math
-import os
-import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rectifiers.analysis.slopes import format_slopes, learned_slopes
-from rectifiers.files import atomic_write_bytes, atomic_write_text
-from rectifiers.optim import param_groups
+from rectifiers.errors import ConfigError
+from rectifiers.optim import LRSchedule, param_groups
+from rectifiers.runtime import autocast, check_amp, resolve_device
 from rectifiers.train import checkpoint as ckpt
 from rectifiers.train import distributed as dist_utils
+from rectifiers.train import outputs
+from rectifiers.train import rng as rng_state
 from rectifiers.train.config import TrainConfig
+from rectifiers.train.data import TrainData, build_data, first_batch
 from rectifiers.train.distributed import DistInfo
+from rectifiers.train.outputs import SUMMARY_COLUMNS
 
-SUMMARY_COLUMNS = (
-    "epoch", "train_loss", "train_acc", "val_loss", "val_top1_err", "val_top5_err",
-    "lr", "images_per_s", "epoch_time_s", "time_s",
-)
+__all__ = ["EXPLODE_FACTOR", "SUMMARY_COLUMNS", "DivergenceError", "StepInfo", "StepOutput",
+           "TrainResult", "evaluate", "train", "train_step"]
+
+# A loss this many times the run's start (its first loss, at least ln(num_classes)) has
+# exploded: SGD does not come back from there (--lr 100 reached 1.9e27 and stayed at chance).
+EXPLODE_FACTOR = 1000.0
 
 
 class DivergenceError(RuntimeError):
-    """The loss became non-finite. ``step`` names the step; ``history`` holds finished epochs."""
+    """The loss became non-finite or exploded. ``step`` names the step; ``history`` holds the
+    finished epochs; ``checkpoint`` is the last good checkpoint (None if there is none)."""
 
-    def __init__(self, message: str, step: int, history: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, step: int, history: list[dict[str, Any]],
+                 checkpoint: Path | None = None) -> None:
         super().__init__(message)
         self.step = step
         self.history = history
+        self.checkpoint = checkpoint
 
 
 @dataclass
@@ -57,229 +70,88 @@ class TrainResult:
     """What :func:`train` returns (on every rank)."""
 
     model: nn.Module  # the trained model (unwrapped from DDP/compile), in eval mode
-    history: list[dict[str, Any]]  # one row per epoch, keys = SUMMARY_COLUMNS
+    history: list[dict[str, Any]]  # one row per epoch, keys = SUMMARY_COLUMNS (+ "partial")
     final: dict[str, Any]  # last epoch's metrics (val_top1_err, val_acc, ...)
     steps: int  # optimiser steps taken in total
     out_dir: Path | None
     slopes: list[dict[str, Any]] = field(default_factory=list)  # learned PReLU slopes per layer
     # the input normalisation the run used (JSON dict, as in checkpoints): evaluate with it
     normalization: dict[str, Any] | None = None
+    initial: dict[str, float] | None = None  # validation before training (eval_at_start=True)
 
     @property
     def val_acc(self) -> float:
         return 1.0 - self.final["val_top1_err"]
 
 
-# --------------------------------------------------------------------------- schedule
-
-
-class LRSchedule:
-    """The lr as a function of the step (warm-up, cosine, step) and of validation (plateau).
-
-    ``lr(step) = base_lr * warmup(step) * shape(step) * scale``, where ``scale`` is multiplied
-    by ``lr_decay`` at each plateau (the paper: 1e-2 -> 1e-3 -> 1e-4 "when the error plateaus").
-    State is a small JSON dict, saved in checkpoints.
+@dataclass
+class StepInfo:
+    """What ``on_step`` receives, after ``backward`` (and gradient clipping), before the update:
+    the gradients are in ``p.grad`` of ``model``'s parameters (clipped if ``grad_clip`` is set).
     """
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
-        self.cfg = cfg
-        self.steps_per_epoch = max(1, steps_per_epoch)
-        total = cfg.epochs * self.steps_per_epoch
-        self.total_steps = min(total, cfg.max_steps) if cfg.max_steps else total
-        self.warmup_steps = int(round(cfg.warmup_epochs * self.steps_per_epoch))
-        self.scale = 1.0
-        self.best = math.inf
-        self.bad_epochs = 0
-        self.drops = 0
-
-    def lr(self, step: int) -> float:
-        cfg = self.cfg
-        lr = cfg.lr * self.scale
-        if self.warmup_steps and step < self.warmup_steps:
-            return lr * (step + 1) / self.warmup_steps
-        if cfg.sched == "cosine":
-            t = (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps)
-            return cfg.lr_min + (lr - cfg.lr_min) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
-        if cfg.sched == "step":
-            epoch = step // self.steps_per_epoch
-            return lr * cfg.lr_decay ** sum(epoch >= e for e in cfg.decay_epochs)
-        return lr  # constant, plateau
-
-    def epoch_end(self, val_err: float) -> bool:
-        """Feed the epoch's validation error; returns True if the lr was just divided."""
-        if self.cfg.sched != "plateau":
-            return False
-        if val_err < self.best * (1.0 - self.cfg.plateau_threshold):
-            self.best, self.bad_epochs = val_err, 0
-            return False
-        self.bad_epochs += 1
-        if self.bad_epochs >= self.cfg.patience_epochs and self.drops < self.cfg.max_lr_drops:
-            self.scale *= self.cfg.lr_decay
-            self.drops += 1
-            self.bad_epochs = 0
-            return True
-        return False
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "best": self.best, "bad_epochs": self.bad_epochs,
-                "drops": self.drops}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.scale = float(state["scale"])
-        self.best = float(state["best"])
-        self.bad_epochs = int(state["bad_epochs"])
-        self.drops = int(state["drops"])
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the local CUDA device if there is one, else CPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was requested but CUDA is not available; "
-                             "use --device cpu or auto")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
-
-
-def _rng_state() -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "python": random.getstate(),
-        # numpy's legacy state: (str, uint32 array, int, int, float) -> JSON-able pieces
-        "numpy": _numpy_state_to_json(np.random.get_state()),  # noqa: NPY002 (global legacy RNG)
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    np.random.set_state(_numpy_state_from_json(state["numpy"]))  # noqa: NPY002
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _numpy_state_to_json(s: tuple) -> dict[str, Any]:
-    return {"kind": s[0], "keys": torch.from_numpy(np.asarray(s[1], dtype=np.int64)),
-            "pos": int(s[2]), "has_gauss": int(s[3]), "gauss": float(s[4])}
-
-
-def _numpy_state_from_json(d: dict[str, Any]) -> tuple:
-    keys = d["keys"].numpy().astype(np.uint32)
-    return (d["kind"], keys, d["pos"], d["has_gauss"], d["gauss"])
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, torch.Tensor):
-        return x.tolist()
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, np.integer)):
-        return x.item()
-    return x
-
-
-def _autocast(device: torch.device, amp: str):
-    if amp == "none":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    """tqdm bar on an interactive terminal; the plain iterable otherwise."""
-    if not enabled or not sys.stderr.isatty():
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
-
-
-# --------------------------------------------------------------------------- data
+    step: int  # 1-based index of this optimiser step in the run
+    epoch: int  # 1-based epoch
+    loss: float  # the batch's mean loss over all ranks
+    grad_norm: float  # global L2 norm of the gradients before clipping
+    lr: float  # the lr this update uses
+    model: nn.Module  # the unwrapped model
 
 
 @dataclass
-class _Data:
-    train: Any  # BatchLoader: iterable of (x float32 NCHW, y int64), set_epoch, state_dict
-    val: Any
-    num_classes: int
-    in_chans: int
-    image_size: int
-    normalization: Any
+class StepOutput:
+    """What :func:`train_step` returns."""
+
+    loss: float  # mean loss of the batch over all ranks
+    local_loss: float  # this rank's mean loss
+    logits: torch.Tensor
+    grad_norm: float | None  # before clipping; None when neither clipping nor asked for
+    updated: bool  # False: the loss was non-finite or over loss_limit, the weights are untouched
 
 
-class _Subset:
-    """The first ``n`` samples of a seeded shuffle of an in-memory dataset (class-balanced in
-    expectation; the same subset for every rank and every resume)."""
-
-    def __init__(self, ds: Any, n: int | None, seed: int) -> None:
-        self.num_classes = ds.num_classes
-        self.classes = getattr(ds, "classes", None)
-        self.images, self.labels = ds.images, ds.labels
-        if n is not None and n < len(ds.labels):
-            g = torch.Generator().manual_seed(seed)
-            keep = torch.randperm(len(ds.labels), generator=g)[:n].sort().values
-            self.images, self.labels = self.images[keep], self.labels[keep]
+# --------------------------------------------------------------------------- one step
 
 
-def _build_data(cfg: TrainConfig, info: DistInfo) -> _Data:
-    from rectifiers import data as rdata
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               optimizer: torch.optim.Optimizer, *, amp: str = "none",
+               grad_clip: float | None = None, label_smoothing: float = 0.0,
+               scaler: torch.amp.GradScaler | None = None, loss_limit: float = math.inf,
+               need_grad_norm: bool = False, info: DistInfo | None = None,
+               before_update: Callable[[StepOutput], None] | None = None) -> StepOutput:
+    """One SGD step: forward (under autocast), cross-entropy, backward, clip, update.
 
-    if cfg.batch_size % info.world_size:
-        raise ValueError(f"batch_size={cfg.batch_size} (global) is not divisible by the "
-                         f"world size {info.world_size}; pick a multiple of {info.world_size}")
-    per_rank = cfg.batch_size // info.world_size
-    eval_batch = max(per_rank, 256 // info.world_size)  # no gradients: bigger batches are free
-    common = {"rank": info.rank, "world_size": info.world_size, "seed": cfg.seed}
-    augment = cfg.augment if cfg.augment != "none" else None
-    if augment == "auto":
-        augment = "default" if cfg.dataset == "folder" else "flip"
-    if cfg.dataset == "folder":
-        if not cfg.data_dir:
-            raise ValueError("dataset='folder' needs data_dir (a directory with train/ and val/)")
-        if cfg.max_train_samples or cfg.max_val_samples:
-            raise ValueError("max_train_samples/max_val_samples apply to in-memory datasets "
-                             "(fashion_mnist, synthetic), not to folders")
-        train = rdata.build_loader("folder", per_rank, train=True, augment=augment,
-                                   root=cfg.data_dir, num_workers=cfg.workers, **common)
-        val = rdata.build_loader("folder", eval_batch, train=False, root=cfg.data_dir,
-                                 normalization=train.normalization, num_workers=cfg.workers,
-                                 **common)
+    The update is skipped (``updated=False``) when the loss, averaged over ranks, is not below
+    ``loss_limit`` (NaN and inf never are). ``before_update(out)`` runs after clipping, before
+    ``optimizer.step()``. The only place in the package that zeroes gradients and steps an
+    optimiser.
+    """
+    info = info or DistInfo()
+    with autocast(x.device, amp):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    # The global mean loss: what one process with the whole batch would see (all ranks agree).
+    loss_global = dist_utils.all_reduce_mean_(loss.detach().clone(), info).item()
+    out = StepOutput(loss_global, loss.item(), logits, None, False)
+    if not loss_global < loss_limit:
+        return out
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if grad_clip:
+        out.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    elif need_grad_norm:
+        out.grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+    if before_update is not None:
+        before_update(out)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
     else:
-        if cfg.dataset == "synthetic":
-            def make(split: str, n: int) -> Any:
-                return rdata.SyntheticDataset(
-                    num_samples=n, num_classes=cfg.synthetic_classes,
-                    image_size=cfg.synthetic_image_size, in_chans=cfg.synthetic_chans,
-                    seed=cfg.seed, split=split)
-            train_set = make("train", cfg.synthetic_size)
-            val_set = make("val", max(cfg.synthetic_size // 4, cfg.synthetic_classes))
-        else:
-            train_set = rdata.FashionMNIST(cfg.data_dir, "train")
-            val_set = rdata.FashionMNIST(cfg.data_dir, "test")
-        # Subsets are drawn with a seed of their own, so changing the data subset does not
-        # change the model seed and vice versa.
-        train_set = _Subset(train_set, cfg.max_train_samples, cfg.seed + 7919)
-        val_set = _Subset(val_set, cfg.max_val_samples, cfg.seed + 104729)
-        train = rdata.build_loader(train_set, per_rank, train=True, augment=augment, **common)
-        val = rdata.build_loader(val_set, eval_batch, train=False,
-                                 normalization=train.normalization, **common)
-    return _Data(train, val, train.num_classes, train.in_chans, train.image_size,
-                 _jsonable(train.normalization))
+        optimizer.step()
+    out.updated = True
+    return out
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -298,13 +170,12 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: str = "none",
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             logits = model(x)
         logits = logits.float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        hit = topk.eq(y[:, None])
+        hit = logits.topk(k, dim=1).indices.eq(y[:, None])
         top1 += hit[:, 0].sum().item()
         top5 += hit.any(dim=1).sum().item()
         n += y.numel()
@@ -315,283 +186,407 @@ def evaluate(model: nn.Module, loader, device: torch.device, amp: str = "none",
             "val_top5_err": 1.0 - top5 / n}
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- the run
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Train a model with ``cfg`` and return the history, final metrics and the model.
+@dataclass
+class _Run:
+    """Everything one training run holds; what a checkpoint saves."""
+
+    cfg: TrainConfig
+    device: torch.device
+    info: DistInfo
+    data: TrainData
+    raw_model: nn.Module  # what we checkpoint and return
+    model: nn.Module  # raw_model, maybe wrapped in DDP / torch.compile
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    schedule: LRSchedule
+    meta: dict[str, Any]  # the model and data description stored in every checkpoint
+    out: Path | None
+    log: Callable[..., None]
+    epoch: int = 0
+    step: int = 0
+    mid_epoch: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # finished epochs only
+    partial: dict[str, Any] | None = None  # the row of an epoch cut by max_steps
+    best_err: float = math.inf
+    run_sums: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # loss, correct, n
+    epoch_time: float = 0.0
+    first_loss: float | None = None  # the divergence guard's reference
+    last_lr: float = 0.0  # the lr of the latest step (reported per epoch)
+    steplog: outputs.StepLog = field(default_factory=lambda: outputs.StepLog(None))
+    t_run: float = 0.0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.data.train)
+
+    @property
+    def loss_limit(self) -> float:
+        if self.first_loss is None:
+            return math.inf
+        return EXPLODE_FACTOR * max(self.first_loss, math.log(max(self.data.num_classes, 2)))
+
+
+def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Any = None,
+          val_set: Any = None, on_step: Callable[[StepInfo], None] | None = None,
+          on_epoch: Callable[[dict[str, Any], nn.Module], None] | None = None,
+          eval_at_start: bool = False) -> TrainResult:
+    """Train with ``cfg``; return the history, final metrics and the model.
+
+    Args:
+        cfg: the settings (``rectifiers train``'s flags).
+        model: a model built (and initialised) by the caller, e.g. with
+            ``rectifiers.models.create_model(..., generator=...)``; ``cfg.model``, ``act``,
+            ``init``, ``model_kwargs`` and ``dropout`` are then not used. Default: built from
+            ``cfg`` and initialised with ``cfg.init`` on a training batch (so ``lsuv`` works).
+        train_set, val_set: in-memory datasets (uint8 ``images`` (N,C,H,W), int64 ``labels``,
+            optional ``num_classes``), used as they are instead of ``cfg.dataset``.
+        on_step: called with a :class:`StepInfo` at every step, before the update.
+        on_epoch: called with each epoch's history row and the model, after validation (and
+            with row ``{"epoch": 0, val_...}`` before training if ``eval_at_start``).
+        eval_at_start: validate before the first step (``TrainResult.initial``).
 
     Under ``torchrun`` this runs data parallel (see :mod:`rectifiers.train.distributed`).
-    Raises :class:`DivergenceError` if the loss becomes non-finite (the last good checkpoint,
-    if any, is kept).
+    Raises :class:`DivergenceError` if the loss becomes non-finite or explodes.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise ValueError("amp='fp16' needs a CUDA device (it relies on a grad scaler); "
-                         "on CPU use amp='bf16' or 'none'")
+    check_amp(device, cfg.amp)
     info = dist_utils.setup(device.type)
     try:
-        return _train(cfg, device, info)
+        run = _start(cfg, device, info, model, train_set, val_set)
+        try:
+            return _loop(run, on_step, on_epoch, eval_at_start)
+        finally:
+            run.steplog.close()
     finally:
         dist_utils.teardown(info)
 
 
-def _train(cfg: TrainConfig, device: torch.device, info: DistInfo) -> TrainResult:
-    from rectifiers.models import create_model
+def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Module | None,
+           train_set: Any, val_set: Any) -> _Run:
+    """Data, model, optimiser, schedule, run directory; then resume or initialise."""
+    from rectifiers.models.registry import create_model, initialize_model, model_description
 
     main = info.is_main
     log = print if (main and cfg.verbose) else (lambda *a, **k: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    # ---- data and model. Same seed on every rank for the model (DDP also broadcasts rank 0's
-    # weights); then a per-rank seed so dropout masks differ between ranks.
-    random.seed(cfg.seed)
-    np.random.seed(cfg.seed)  # noqa: NPY002 (user code may draw from it)
-    torch.manual_seed(cfg.seed)
-    data = _build_data(cfg, info)
-    model_kwargs = dict(cfg.model_kwargs)
-    if cfg.dropout is not None:
-        model_kwargs["drop_rate"] = cfg.dropout
-    model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans,
-                         act=cfg.act, init=cfg.init, **model_kwargs)
-    torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    raw_model = model  # what we checkpoint and return
+    # Same seed on every rank for the model (DDP also broadcasts rank 0's weights); a
+    # per-rank seed after it, so that dropout masks differ between ranks.
+    rng_state.seed_everything(cfg.seed)
+    data = build_data(cfg, info, train_set, val_set)
+    built_here = model is None
+    if built_here:
+        model_kwargs = dict(cfg.model_kwargs)
+        if cfg.dropout is not None:
+            model_kwargs["drop_rate"] = cfg.dropout
+        model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans,
+                             act=cfg.act, init=None, **model_kwargs)
+    raw_model = model
+    meta = {**data.metadata, **_describe(raw_model, cfg, built_here, model_description),
+            "config": cfg.to_dict(), "world_size": info.world_size,
+            "torch_version": torch.__version__}
 
-    optimizer = torch.optim.SGD(param_groups(model, cfg.weight_decay), lr=cfg.lr,
+    out = Path(cfg.out_dir) if cfg.out_dir else None
+    resume_path = _resume_path(cfg, out)
+    if built_here and resume_path is None:
+        # Initialise after building, with a training batch for data-dependent schemes.
+        initialize_model(raw_model, cfg.init, data=first_batch(data.train, cfg.init))
+    torch.manual_seed(cfg.seed + 1_000_003 * info.rank)
+    raw_model.to(device)
+    if cfg.channels_last:
+        raw_model.to(memory_format=torch.channels_last)
+
+    optimizer = torch.optim.SGD(param_groups(raw_model, cfg.weight_decay), lr=cfg.lr,
                                 momentum=cfg.momentum, nesterov=cfg.nesterov)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp == "fp16" else None
-    steps_per_epoch = len(data.train)
-    if steps_per_epoch == 0:
-        raise ValueError(f"the training set has fewer samples than one per-rank batch "
-                         f"({cfg.batch_size // info.world_size}); lower batch_size")
-    schedule = LRSchedule(cfg, steps_per_epoch)
-
+    spe = len(data.train)
+    schedule = LRSchedule(optimizer, cfg.sched, steps_per_epoch=spe, epochs=cfg.epochs,
+                          warmup_steps=int(round(cfg.warmup_epochs * spe)), lr_min=cfg.lr_min,
+                          decay=cfg.lr_decay, decay_epochs=cfg.decay_epochs,
+                          patience=cfg.patience_epochs, threshold=cfg.plateau_threshold,
+                          max_drops=cfg.max_lr_drops)
+    wrapped = raw_model
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        wrapped = DDP(raw_model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
-        model = torch.compile(model)
+        wrapped = torch.compile(wrapped)
+    run = _Run(cfg, device, info, data, raw_model, wrapped, optimizer, scaler, schedule, meta,
+               out, log)
 
-    meta_base = {
-        "model": cfg.model, "model_kwargs": model_kwargs, "act": cfg.act, "init": cfg.init,
-        "num_classes": data.num_classes, "in_chans": data.in_chans,
-        "image_size": data.image_size, "normalization": data.normalization,
-        "dataset": cfg.dataset, "config": cfg.to_dict(), "world_size": info.world_size,
-        "torch_version": torch.__version__,
-    }
-
-    # ---- run directory (rank 0 only)
-    out = Path(cfg.out_dir) if cfg.out_dir else None
     if out is not None and main:
         out.mkdir(parents=True, exist_ok=True)
-        _write_args(out, cfg)
-
-    # ---- resume
-    epoch, step, mid_epoch = 0, 0, False
-    history: list[dict[str, Any]] = []
-    best_err = math.inf
-    run_sums = [0.0, 0.0, 0.0]  # train loss sum, correct, samples (this rank, current epoch)
-    epoch_time = 0.0
-    resume_path = _resume_path(cfg, out)
+        outputs.write_args(out, cfg.to_dict())
     if resume_path is not None:
-        state, meta = ckpt.load_checkpoint(resume_path, map_location="cpu")
-        ckpt.check_model_state(raw_model, state["model"], meta, str(resume_path),
-                               model_name=cfg.model)
-        _warn_config_changes(meta.get("config", {}), cfg, log)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        schedule.load_state_dict(state["schedule"])
-        epoch, step, mid_epoch = meta["epoch"], meta["step"], meta["mid_epoch"]
-        history, best_err = meta["history"], float(meta["best_err"])
-        ranks = state["ranks"]
-        if len(ranks) != info.world_size:
-            if mid_epoch:
-                raise ckpt.CheckpointError(
-                    f"{resume_path} was written mid-epoch by {len(ranks)} process(es); resume it "
-                    f"with the same number of processes (got {info.world_size})")
-            torch.manual_seed(cfg.seed + 1_000_003 * info.rank + epoch)
-        else:
-            rank_state = ranks[info.rank]
-            _set_rng_state(rank_state["rng"])
-            if mid_epoch:
-                data.train.load_state_dict(rank_state["loader"])
-                run_sums = list(rank_state["run_sums"])
-                epoch_time = float(rank_state["epoch_time"])
-        if out is not None and main:
-            _truncate_steplog(out / "log.jsonl", step)
-        log(f"resumed from {resume_path} at epoch {epoch + 1}, step {step}")
-
-    def save(path: Path, in_epoch: bool, next_epoch: int) -> None:
-        # Every rank contributes its RNG and loader state; rank 0 writes the file.
-        rank_state = {"rng": _rng_state(), "loader": data.train.state_dict() if in_epoch else None,
-                      "run_sums": list(run_sums), "epoch_time": epoch_time}
-        ranks = _gather_rank_states(rank_state, info)
-        if not main or out is None:
-            return
-        state = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scaler": scaler.state_dict() if scaler is not None else None,
-                 "schedule": schedule.state_dict(), "ranks": ranks}
-        meta = dict(meta_base, epoch=next_epoch, step=step, mid_epoch=in_epoch,
-                    history=history, best_err=best_err,
-                    val_top1_err=history[-1]["val_top1_err"] if history else None)
-        ckpt.save_checkpoint(path, state, meta)
-
+        _resume(run, resume_path)
+    if out is not None and main:
+        run.steplog = outputs.StepLog(out / "log.jsonl")
     n_params = sum(p.numel() for p in raw_model.parameters())
-    log(f"model {cfg.model} (act={cfg.act}, init={cfg.init}, {n_params / 1e6:.3f}M params) on "
-        f"{device}{f' x{info.world_size} ranks' if info.enabled else ''}; {cfg.dataset}: "
-        f"{steps_per_epoch} steps/epoch of {cfg.batch_size} (global), amp={cfg.amp}")
-    steplog = open(out / "log.jsonl", "a") if (out is not None and main) else None  # noqa: SIM115
-    t_run = time.perf_counter() - sum(h["epoch_time_s"] for h in history)
-    stop = False
+    log(f"model {meta['model']} (act={meta['act']}, init={meta['init']}, "
+        f"{n_params / 1e6:.3f}M params) on {device}"
+        f"{f' x{info.world_size} ranks' if info.enabled else ''}; {meta['dataset']}: "
+        f"{spe} steps/epoch of {cfg.batch_size} (global), amp={cfg.amp}")
+    if out is not None and main and not outputs.have_matplotlib():
+        log("note: matplotlib is not installed, so curves.png is not drawn "
+            "(pip install 'rectifiers[plots]')")
+    return run
+
+
+def _describe(model: nn.Module, cfg: TrainConfig, built_here: bool, describe) -> dict[str, Any]:
+    if built_here or cfg.out_dir:
+        desc = describe(model)
+        if built_here:
+            desc["init"] = cfg.init
+        return desc
+    # A caller's model that is never checkpointed needs no rebuildable description.
+    config = getattr(model, "model_config", None)
+    return describe(model) if isinstance(config, dict) else {
+        "model": type(model).__name__, "model_kwargs": {}, "act": cfg.act, "init": None}
+
+
+def _resume(run: _Run, path: Path) -> None:
+    cfg, info = run.cfg, run.info
+    state, meta = ckpt.load_checkpoint(path, map_location="cpu")
+    ckpt.check_model_state(run.raw_model, state["model"], meta, str(path),
+                           model_name=run.meta["model"])
+    _warn_config_changes(meta.get("config", {}), cfg, run.log)
+    run.raw_model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.epoch, run.step, run.mid_epoch = meta["epoch"], meta["step"], meta["mid_epoch"]
+    run.history, run.best_err = meta["history"], float(meta["best_err"])
+    run.first_loss = meta.get("first_loss")
+    ranks = state["ranks"]
+    if len(ranks) != info.world_size:
+        if run.mid_epoch:
+            raise ckpt.CheckpointError(
+                f"{path} was written mid-epoch by {len(ranks)} process(es); resume it "
+                f"with the same number of processes (got {info.world_size})")
+        torch.manual_seed(cfg.seed + 1_000_003 * info.rank + run.epoch)
+    else:
+        rank = ranks[info.rank]
+        rng_state.set_state(rank["rng"])
+        if run.mid_epoch:
+            run.data.train.load_state_dict(rank["loader"])
+            run.run_sums = list(rank["run_sums"])
+            run.epoch_time = float(rank["epoch_time"])
+    if run.out is not None and info.is_main:
+        outputs.truncate_steplog(run.out / "log.jsonl", run.step)
+    run.log(f"resumed from {path} at epoch {run.epoch + 1}, step {run.step}")
+
+
+def _loop(run: _Run, on_step, on_epoch, eval_at_start: bool) -> TrainResult:
+    cfg = run.cfg
+    initial = None
+    if eval_at_start:
+        initial = evaluate(run.raw_model, run.data.val, run.device, cfg.amp, cfg.channels_last,
+                           run.info)
+        if on_epoch is not None:
+            on_epoch({"epoch": 0, **initial}, run.raw_model)
+    run.t_run = time.perf_counter() - sum(h["epoch_time_s"] for h in run.history)
+    while run.epoch < cfg.epochs and not _max_steps_reached(run):
+        stopped = _train_epoch(run, on_step)
+        row = _end_epoch(run, partial=stopped and run.step % run.steps_per_epoch != 0)
+        if on_epoch is not None:
+            on_epoch(row, run.raw_model)
+    return _finish(run, initial)
+
+
+def _max_steps_reached(run: _Run) -> bool:
+    return bool(run.cfg.max_steps) and run.step >= run.cfg.max_steps
+
+
+def _train_epoch(run: _Run, on_step) -> bool:
+    """Train until the end of the epoch (True: stopped early by ``max_steps``)."""
+    cfg, info = run.cfg, run.info
+    if not run.mid_epoch:
+        run.data.train.set_epoch(run.epoch)
+        run.run_sums, run.epoch_time = [0.0, 0.0, 0.0], 0.0
+    run.mid_epoch = False
+    run.model.train()
+    t0 = time.perf_counter()
+    t_log, n_log = t0, 0
+    remaining = run.steps_per_epoch - (run.step - run.epoch * run.steps_per_epoch)
+    bar = _progress(run.data.train, remaining, f"epoch {run.epoch + 1}/{cfg.epochs}",
+                    cfg.progress and info.is_main)
     try:
-        while epoch < cfg.epochs and not stop:
-            # ---- one epoch of training
-            if not mid_epoch:
-                data.train.set_epoch(epoch)
-                run_sums, epoch_time = [0.0, 0.0, 0.0], 0.0
-            mid_epoch = False
-            model.train()
-            t0 = time.perf_counter()
-            t_log, n_log = t0, 0
-            remaining = steps_per_epoch - (step - epoch * steps_per_epoch)
-            bar = _progress(data.train, remaining, f"epoch {epoch + 1}/{cfg.epochs}",
-                            cfg.progress and main)
-            for x, y in bar:
-                lr = schedule.lr(step)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x = x.to(device, non_blocking=True)
-                if cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                y = y.to(device, non_blocking=True)
-
-                with _autocast(device, cfg.amp):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                else:
-                    loss.backward()
-
-                # Global mean loss: what a single process with the whole batch would see.
-                loss_global = dist_utils.all_reduce_mean_(loss.detach().clone(), info).item()
-                if not math.isfinite(loss_global):
-                    # Skip the update: the weights and the last checkpoint stay good.
-                    msg = (f"loss is {loss_global} at step {step + 1} (epoch {epoch + 1}); "
-                           f"training stopped.")
-                    last = out / ckpt.LAST if out is not None else None
-                    if last is not None and last.exists():
-                        msg += f" Last good checkpoint: {last}."
-                    msg += " Lower --lr, add --grad-clip, or use another --init."
-                    if steplog is not None:
-                        steplog.write(json.dumps({"step": step + 1, "epoch": epoch + 1,
-                                                  "loss": str(loss_global), "diverged": True}))
-                        steplog.write("\n")
-                    raise DivergenceError(msg, step + 1, history)
-
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(raw_model.parameters(), cfg.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                step += 1
-
-                n = y.numel()
-                run_sums[0] += loss.item() * n
-                run_sums[1] += (logits.argmax(1) == y).sum().item()
-                run_sums[2] += n
-                n_log += n
-                if steplog is not None and step % cfg.log_every == 0:
-                    now = time.perf_counter()
-                    steplog.write(json.dumps({
-                        "step": step, "epoch": epoch + 1, "loss": loss_global, "lr": lr,
-                        "images_per_s": n_log * info.world_size / max(now - t_log, 1e-9),
-                        "time_s": now - t_run}) + "\n")
-                    steplog.flush()
-                    t_log, n_log = now, 0
-                if hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{loss_global:.4f}", lr=f"{lr:.2e}", refresh=False)
-                if cfg.max_steps and step >= cfg.max_steps:
-                    stop = True
-                    break
-                if out is not None and cfg.checkpoint_every and \
-                        step % cfg.checkpoint_every == 0 and step % steps_per_epoch:
-                    # Checkpoint time is not training time: keep it out of images/s.
-                    epoch_time += time.perf_counter() - t0
-                    save(out / ckpt.LAST, True, epoch)
-                    t0 = time.perf_counter()
-            if hasattr(bar, "close"):
-                bar.close()
-            epoch_time += time.perf_counter() - t0
-
-            # ---- end of epoch: metrics, schedule, files
-            tl, tc, tn = dist_utils.all_reduce_sum(run_sums, device, info)
-            val = evaluate(raw_model, data.val, device, cfg.amp, cfg.channels_last, info)
-            row = {
-                "epoch": epoch + 1, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1),
-                **val, "lr": schedule.lr(max(step - 1, 0)),
-                "images_per_s": tn / max(epoch_time, 1e-9), "epoch_time_s": epoch_time,
-                "time_s": time.perf_counter() - t_run,
-            }
-            history.append(row)
-            if schedule.epoch_end(val["val_top1_err"]):
-                log(f"  validation error plateaued: lr divided by {1 / cfg.lr_decay:g} "
-                    f"(drop {schedule.drops}/{cfg.max_lr_drops})")
-            is_best = val["val_top1_err"] < best_err
-            best_err = min(best_err, val["val_top1_err"])
-            log(f"epoch {epoch + 1:>3}/{cfg.epochs}  train loss {row['train_loss']:.4f} "
-                f"acc {row['train_acc']:.4f} | val loss {val['val_loss']:.4f} top-1 err "
-                f"{val['val_top1_err']:.4f} top-5 err {val['val_top5_err']:.4f} | lr "
-                f"{row['lr']:.2e} | {row['images_per_s']:.0f} img/s, {epoch_time:.1f}s")
-            epoch += 1
-            if stop and step % steps_per_epoch:
-                epoch -= 1  # max_steps ended mid-epoch: that epoch is not finished
-                mid_epoch = True
-            if out is not None:
-                save(out / ckpt.LAST, mid_epoch, epoch)
-                if main:
-                    if is_best:
-                        ckpt.copy_checkpoint(out / ckpt.LAST, out / ckpt.BEST)
-                    _write_summary(out, history)
-                    _plot(out, history)
+        for x, y in bar:
+            x = x.to(run.device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = y.to(run.device, non_blocking=True)
+            lr = run.last_lr = run.schedule.lr
+            hook = None
+            if on_step is not None:
+                def hook(o: StepOutput, lr: float = lr) -> None:
+                    on_step(StepInfo(run.step + 1, run.epoch + 1, o.loss, o.grad_norm, lr,
+                                     run.raw_model))
+            out = train_step(run.model, x, y, run.optimizer, amp=cfg.amp,
+                             grad_clip=cfg.grad_clip, label_smoothing=cfg.label_smoothing,
+                             scaler=run.scaler, loss_limit=run.loss_limit,
+                             need_grad_norm=on_step is not None, info=info, before_update=hook)
+            if not out.updated:
+                _diverged(run, out.loss)
+            run.schedule.step()
+            run.step += 1
+            if run.first_loss is None:
+                run.first_loss = out.loss
+            n = y.numel()
+            run.run_sums[0] += out.local_loss * n
+            run.run_sums[1] += (out.logits.argmax(1) == y).sum().item()
+            run.run_sums[2] += n
+            n_log += n
+            if run.step % cfg.log_every == 0:
+                now = time.perf_counter()
+                run.steplog.write({
+                    "step": run.step, "epoch": run.epoch + 1, "loss": out.loss, "lr": lr,
+                    "images_per_s": n_log * info.world_size / max(now - t_log, 1e-9),
+                    "time_s": now - run.t_run})
+                t_log, n_log = now, 0
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{out.loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+            if _max_steps_reached(run):
+                return True
+            if run.out is not None and cfg.checkpoint_every and \
+                    run.step % cfg.checkpoint_every == 0 and run.step % run.steps_per_epoch:
+                # Checkpoint time is not training time: keep it out of images/s.
+                run.epoch_time += time.perf_counter() - t0
+                _save(run, run.out / ckpt.LAST, in_epoch=True, next_epoch=run.epoch)
+                t0 = time.perf_counter()
+        return False
     finally:
-        if steplog is not None:
-            steplog.close()
+        run.epoch_time += time.perf_counter() - t0
+        if hasattr(bar, "close"):
+            bar.close()
 
-    raw_model.eval()
+
+def _end_epoch(run: _Run, partial: bool) -> dict[str, Any]:
+    """Validate, feed the schedule, log, checkpoint. A ``partial`` epoch (cut by max_steps) is
+    reported but does not enter the history, the schedule or the best checkpoint, so that the
+    resumed run finishes that epoch exactly as an uninterrupted run would."""
+    cfg, info = run.cfg, run.info
+    tl, tc, tn = dist_utils.all_reduce_sum(run.run_sums, run.device, info)
+    val = evaluate(run.raw_model, run.data.val, run.device, cfg.amp, cfg.channels_last, info)
+    row = {"epoch": run.epoch + 1, "train_loss": tl / max(tn, 1),
+           "train_acc": tc / max(tn, 1), **val,
+           "lr": run.last_lr,
+           "images_per_s": tn / max(run.epoch_time, 1e-9), "epoch_time_s": run.epoch_time,
+           "time_s": time.perf_counter() - run.t_run}
+    is_best = False
+    if partial:
+        row["partial"] = True
+        run.partial = row
+        run.mid_epoch = True
+    else:
+        run.history.append(row)
+        run.partial = None
+        if run.schedule.epoch_end(val["val_top1_err"]):
+            run.log(f"  validation error plateaued: lr divided by {1 / cfg.lr_decay:g} "
+                    f"(drop {run.schedule.drops}/{cfg.max_lr_drops})")
+        is_best = val["val_top1_err"] < run.best_err
+        run.best_err = min(run.best_err, val["val_top1_err"])
+        run.epoch += 1
+    run.log(f"epoch {row['epoch']:>3}/{cfg.epochs}{' (partial)' if partial else ''}  train "
+            f"loss {row['train_loss']:.4f} acc {row['train_acc']:.4f} | val loss "
+            f"{val['val_loss']:.4f} top-1 err {val['val_top1_err']:.4f} top-5 err "
+            f"{val['val_top5_err']:.4f} | lr {row['lr']:.2e} | {row['images_per_s']:.0f} img/s, "
+            f"{run.epoch_time:.1f}s")
+    if run.out is not None:
+        _save(run, run.out / ckpt.LAST, in_epoch=partial, next_epoch=run.epoch)
+        if info.is_main:
+            if is_best:
+                ckpt.copy_checkpoint(run.out / ckpt.LAST, run.out / ckpt.BEST)
+            shown = run.history + ([run.partial] if run.partial else [])
+            outputs.write_summary(run.out, shown)
+            if outputs.have_matplotlib():
+                outputs.plot_curves(run.out, shown)
+    return row
+
+
+def _save(run: _Run, path: Path, in_epoch: bool, next_epoch: int) -> None:
+    """Checkpoint the run. Every rank contributes its RNG and loader state; rank 0 writes.
+    Non-finite weights are never saved: the run stops and the previous file stays."""
+    if not all(torch.isfinite(t).all() for t in run.raw_model.state_dict().values()
+               if t.is_floating_point()):
+        _diverged(run, math.nan, weights=True)
+    rank_state = {"rng": rng_state.get_state(),
+                  "loader": run.data.train.state_dict() if in_epoch else None,
+                  "run_sums": list(run.run_sums), "epoch_time": run.epoch_time}
+    ranks = dist_utils.gather_rank_states(rank_state, run.info)
+    if not run.info.is_main:
+        return
+    state = {"model": run.raw_model.state_dict(), "optimizer": run.optimizer.state_dict(),
+             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+             "schedule": run.schedule.state_dict(), "ranks": ranks}
+    meta = dict(run.meta, epoch=next_epoch, step=run.step, mid_epoch=in_epoch,
+                history=run.history, best_err=run.best_err, first_loss=run.first_loss,
+                val_top1_err=run.history[-1]["val_top1_err"] if run.history else None)
+    ckpt.save_checkpoint(path, state, meta)
+
+
+def _diverged(run: _Run, loss: float, weights: bool = False) -> None:
+    """Stop the run with one message naming the step and the last good checkpoint."""
+    step = run.step + (0 if weights else 1)
+    where = f"at step {step} (epoch {run.epoch + 1})"
+    if weights:
+        msg = f"the weights became non-finite {where}; training stopped."
+    elif math.isfinite(loss):
+        msg = (f"loss exploded to {loss:.3g} {where}, over {EXPLODE_FACTOR:g}x its start "
+               f"({run.first_loss:.3g}); training stopped.")
+    else:
+        msg = f"loss is {loss} {where}; training stopped."
+    last = run.out / ckpt.LAST if run.out is not None else None
+    good = last is not None and last.is_file() and _weights_finite(last)
+    if good:
+        msg += f" The last good checkpoint was kept: {last} (step {ckpt.read_meta(last)['step']})."
+    elif run.out is not None:
+        msg += " No good checkpoint was written before it."
+    msg += " Lower --lr, add --grad-clip, or use another --init."
+    run.steplog.write({"step": step, "epoch": run.epoch + 1, "loss": str(loss),
+                       "diverged": True})
+    raise DivergenceError(msg, step, run.history, last if good else None)
+
+
+def _weights_finite(path: Path) -> bool:
+    check = getattr(ckpt, "weights_finite", None)
+    if check is not None:
+        return bool(check(path))
+    state, _ = ckpt.load_checkpoint(path)
+    return all(torch.isfinite(t).all() for t in state["model"].values()
+               if t.is_floating_point())
+
+
+def _finish(run: _Run, initial: dict[str, float] | None) -> TrainResult:
+    raw_model = run.raw_model.eval()
     slopes = learned_slopes(raw_model)
+    history = run.history + ([run.partial] if run.partial else [])
     final = dict(history[-1]) if history else {}
     if final:
         final["val_acc"] = 1.0 - final["val_top1_err"]
-        final["best_val_top1_err"] = best_err
-    if main and cfg.verbose and final:
-        log(f"\nfinal test accuracy {100 * final['val_acc']:.2f}% (top-1 error "
-            f"{100 * final['val_top1_err']:.2f}%, best {100 * best_err:.2f}%), "
-            f"{final['time_s']:.0f}s")
+        final["best_val_top1_err"] = min(run.best_err, final["val_top1_err"])
+    if final:
+        run.log(f"\nfinal test accuracy {100 * final['val_acc']:.2f}% (top-1 error "
+                f"{100 * final['val_top1_err']:.2f}%, best "
+                f"{100 * final['best_val_top1_err']:.2f}%), {final['time_s']:.0f}s")
         if slopes:
-            log("learned slopes (PReLU a per layer):\n" + format_slopes(slopes))
-        if out is not None:
-            log(f"run directory: {out}")
-    if out is not None and main:
-        atomic_write_text(out / "final.json", json.dumps(
-            {"final": final, "slopes": slopes, "steps": step}, indent=2) + "\n")
-    return TrainResult(raw_model, history, final, step, out, slopes, data.normalization)
+            run.log("learned slopes (PReLU a per layer):\n" + format_slopes(slopes))
+    if run.out is not None:
+        run.log(f"run directory: {run.out}")
+        if run.info.is_main:
+            outputs.write_final(run.out, final, slopes, run.step)
+    return TrainResult(raw_model, history, final, run.step, run.out, slopes,
+                       run.data.normalization, initial)
 
 
-# --------------------------------------------------------------------------- run dir
+# --------------------------------------------------------------------------- helpers
 
 
 def _resume_path(cfg: TrainConfig, out: Path | None) -> Path | None:
@@ -599,87 +594,36 @@ def _resume_path(cfg: TrainConfig, out: Path | None) -> Path | None:
         return None
     if cfg.resume == "auto":
         if out is None:
-            raise ValueError("resume='auto' needs out_dir (it resumes out_dir's last checkpoint)")
+            raise ConfigError("--resume auto needs --out-dir (it resumes out_dir's last "
+                              "checkpoint)")
         last = out / ckpt.LAST
         return last if last.is_file() else None  # nothing yet: a fresh start
     return ckpt.resolve(cfg.resume, prefer="last")
 
 
-def _gather_rank_states(rank_state: dict[str, Any], info: DistInfo) -> list[dict[str, Any]]:
-    if not info.enabled:
-        return [rank_state]
-    import torch.distributed as dist
-
-    # In-memory exchange between our own processes (nothing is written with pickle).
-    gathered: list[Any] = [None] * info.world_size
-    dist.all_gather_object(gathered, rank_state)
-    return gathered
-
-
 def _warn_config_changes(old: dict[str, Any], cfg: TrainConfig, log) -> None:
-    new = cfg.to_dict()
-    ignore = {"resume", "out_dir", "epochs", "progress", "verbose", "threads", "max_steps"}
-    changed = [k for k in new if k not in ignore and k in old and old[k] != new[k]]
+    changes = getattr(cfg, "resume_changes", None)
+    if changes is not None:
+        changed = changes(old)
+    else:
+        new = cfg.to_dict()
+        ignore = {"resume", "out_dir", "progress", "verbose", "threads", "max_steps",
+                  "log_every", "checkpoint_every", "workers"}
+        if cfg.sched != "cosine":
+            ignore.add("epochs")
+        changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new
+                   if k not in ignore and k in old and old[k] != new[k]]
     if changed:
         log("warning: resuming with changed settings (resume is exact only with the same "
-            "ones): " + ", ".join(f"{k}: {old[k]!r} -> {new[k]!r}" for k in changed))
+            "ones): " + ", ".join(changed))
 
 
-def _write_args(out: Path, cfg: TrainConfig) -> None:
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    """tqdm bar on an interactive terminal; the plain iterable otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        return iterable
     try:
-        import yaml
+        from tqdm import tqdm
     except ImportError:
-        atomic_write_text(out / "args.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        return
-    atomic_write_text(out / "args.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-
-
-def _write_summary(out: Path, history: list[dict[str, Any]]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-    w.writeheader()
-    for row in history:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(out / "summary.csv", buf.getvalue())
-
-
-def _truncate_steplog(path: Path, step: int) -> None:
-    """Drop log lines of steps after the checkpoint: they are about to be redone."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:  # a line cut by the kill
-            continue
-    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
-
-
-def _plot(out: Path, history: list[dict[str, Any]]) -> None:
-    """curves.png: train loss, val loss, val top-1 error and lr per epoch (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
-    ep = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    axes[0].plot(ep, [h["val_loss"] for h in history], "o-", label="val")
-    axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    axes[0].legend()
-    axes[1].plot(ep, [100 * (1 - h["train_acc"]) for h in history], "o-", label="train")
-    axes[1].plot(ep, [100 * h["val_top1_err"] for h in history], "o-", label="val top-1")
-    axes[1].set(xlabel="epoch", ylabel="error (%)", title="error")
-    axes[1].legend()
-    axes[2].plot(ep, [h["lr"] for h in history], "o-")
-    axes[2].set(xlabel="epoch", ylabel="lr", yscale="log", title="learning rate (epoch end)")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(out / "curves.png", buf.getvalue())
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
