@@ -113,3 +113,30 @@ def test_every_registered_activation_is_tracked():
 def test_no_activation_raises():
     with pytest.raises(ValueError, match="no activation"):
         DeadUnitTracker(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("act", ["prelu", "relu"])
+def test_spp_net_with_inplace_activations_counts_inputs_before_they_are_overwritten(act):
+    """The SPP nets' activations run in place: 'active' (input > 0) must be read before the
+    activation overwrites its input; the rates equal those of the same net without in-place."""
+    import copy
+
+    from rectifiers.models import create_model
+
+    net = create_model("prelunet_small", num_classes=10, in_chans=1, act=act, widths=(4, 6, 8),
+                       fc_dim=16, generator=0).eval()
+    ref = copy.deepcopy(net)
+    for m in ref.modules():
+        if getattr(m, "inplace", False):
+            m.inplace = False
+    assert any(getattr(m, "inplace", False) for m in net.modules())
+    batches = [torch.randn(6, 1, 28, 28, generator=torch.Generator().manual_seed(s))
+               for s in range(2)]
+    got, want = dead_unit_rates(net, batches), dead_unit_rates(ref, batches)
+    assert got == want
+    # for ReLU the active fraction (input > 0) equals 1 - zero fraction (output == 0)
+    if act == "relu":
+        for r in got:
+            assert r["active_fraction"] == pytest.approx(1 - r["zero_fraction"])
+    else:
+        assert all(0.05 < r["active_fraction"] < 0.95 for r in got)

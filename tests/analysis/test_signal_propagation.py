@@ -106,3 +106,36 @@ def test_inplace_relu_and_loss_fn_and_no_grad_side_effects():
     assert rows[1].backward_std == pytest.approx(float(gh.std()), rel=1e-5)
     assert rows[0].kind == "conv2d" and rows[0].fan_in == 27 and rows[0].fan_out == 72
     assert "std(y_l)" in format_table(rows)
+
+
+def _not_inplace_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    ref = copy.deepcopy(model)
+    for m in ref.modules():
+        if getattr(m, "inplace", False):
+            m.inplace = False
+    return ref
+
+
+@pytest.mark.parametrize("act", ["prelu", "relu", "leaky_relu"])
+def test_spp_net_with_inplace_activations_measures_pre_activation_responses(act):
+    """SPP nets apply their activations in place over the conv outputs: the forward stds must
+    still be the responses y_l before the activation, the backward stds unchanged."""
+    from rectifiers.models import create_model
+
+    net = create_model("prelunet_small", num_classes=10, in_chans=1, act=act, widths=(4, 6, 8),
+                       fc_dim=16, generator=0).eval()
+    assert any(getattr(m, "inplace", False) for m in net.modules())
+    ref = _not_inplace_copy(net)
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    got = signal_propagation(net, x, generator=2)
+    want = signal_propagation(ref, x, generator=2)
+    assert len(got) == len(want) == 8  # 5 convs + 3 fc
+    for g, w in zip(got, want, strict=True):
+        assert g.forward_std == pytest.approx(w.forward_std, rel=1e-6)
+        assert g.backward_std == pytest.approx(w.backward_std, rel=1e-5)
+    # and the responses really are pre-activation: a ReLU'd map could not have mean ~ 0
+    with torch.no_grad():
+        y1 = ref.trunk.conv1(x)
+    assert got[0].forward_std == pytest.approx(float(y1.double().std()), rel=1e-6)
