@@ -130,9 +130,9 @@ def test_module_matches_torch_module_and_state_dict_both_ways():
 
 def test_channel_mismatch_error_names_expected_actual_and_fix():
     msg = r"expects 8 channels.*has 3 channels.*PReLU\(num_parameters=3\)"
-    with pytest.raises(ValueError, match=msg):
+    with pytest.raises(RuntimeError, match=msg):
         PReLU(8)(torch.randn(2, 3, 4, 4))
-    with pytest.raises(ValueError, match="no channel dim"):
+    with pytest.raises(RuntimeError, match="1-D input has one channel"):
         PReLU(8)(torch.randn(8))
     with pytest.raises(ValueError, match="positive int"):
         PReLU(0)
@@ -141,7 +141,7 @@ def test_channel_mismatch_error_names_expected_actual_and_fix():
 def test_channel_mismatch_inplace_leaves_input_untouched():
     x = torch.randn(2, 3, 4)
     before = x.clone()
-    with pytest.raises(ValueError):
+    with pytest.raises(RuntimeError):
         PReLU(5, inplace=True)(x)
     assert torch.equal(x, before)
 

@@ -1,23 +1,38 @@
-"""Parametric ReLU (paper Eq. 1-4), exact and lean: a drop-in for ``torch.nn.PReLU``.
+"""Parametric ReLU (paper Eq. 1-4) as a registered PyTorch operator: exact, lean, a drop-in.
 
 Forward (Eq. 1): ``f(x_i) = max(0, x_i) + a_c * min(0, x_i)`` with one slope ``a_c`` per
 channel (channel-wise, ``num_parameters = C``, channel dim 1) or one per layer
-(channel-shared, ``num_parameters = 1``).
+(channel-shared, ``num_parameters = 1``; the slope may also be a 0-d tensor, as in ``F.prelu``).
 
 Backward (Eq. 2-3):
 
 * input:  ``df/dx = 1 if x > 0 else a_c``
 * slope:  ``dE/da_c = sum over all positions of channel c with x <= 0 of g * x``
 
-Why a custom autograd Function instead of ``F.prelu``: ATen's PReLU backward materialises a
-full-size per-element slope gradient and reduces it afterwards (about 4-5x an in-place ReLU
-on a 2-core CPU). Here, on CPU, the default ``"cpp"`` backend runs a fused C++ kernel
-(``rectifiers/csrc/prelu_cpu.cpp``, built on first use and cached per machine): one pass for
-the forward (in place or not) and one pass for the backward that writes the input gradient
-and reduces the slope gradient per channel, with no full-size temporary, for NCHW-contiguous
-and channels_last inputs of any rank. If it cannot be built (no compiler) the layer warns
-once and uses the ``"eager"`` backend (a few fused ATen ops); ``"compile"`` runs the backward
-through ``torch.compile``. Other devices and layouts use the eager path.
+Operators (``torch.library``, namespace ``rectifiers``):
+
+* ``torch.ops.rectifiers.prelu(x, weight) -> y`` (functional);
+* ``torch.ops.rectifiers.prelu_(x, weight) -> x`` (in place; the schema declares ``x``
+  mutated, ``Tensor(a!)``, tagged ``torch.Tag.inplace``).
+
+Each has a CPU kernel (the fused C++ kernel of ``rectifiers/csrc/prelu_cpu.cpp`` where the
+layout allows, else ATen's), a portable kernel for every other device
+(``CompositeExplicitAutograd``: ATen's ``_prelu_kernel``, the CUDA path), a fake (meta)
+kernel for tracing, a vmap rule, and an ``Autograd`` kernel:
+
+* reverse mode, first order: one fused C++ pass computes the input gradient and the
+  per-channel slope gradient with no full-size temporary (ATen materialises a full-size
+  per-element slope gradient and reduces it afterwards, 4-5x an in-place ReLU on 2 cores);
+* reverse mode with ``create_graph=True`` (gradient penalties, Hessian-vector products): the
+  same formulas written with differentiable ATen ops, so double backward is exact for input
+  *and* slope (``torch.is_grad_enabled()`` inside the backward tells which);
+* forward-mode AD and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ``jvp``):
+  ATen's own differentiable ``_prelu_kernel``, i.e. exactly ``torch.nn.PReLU``'s rules.
+
+Backends (:func:`set_prelu_backend`): ``"cpp"`` (default; built on first use and cached per
+machine, see ``rectifiers.nn._prelu_cpu``; without a compiler the layer warns once and uses
+``"eager"``), ``"eager"`` (ATen ops only), ``"compile"`` (the first-order backward through
+``torch.compile``).
 
 ``inplace=True`` overwrites the input and, in the common case, saves *only the output* for
 backward (PyTorch has no in-place PReLU, pytorch/pytorch#7611): for a slope ``0 < a <= 1``
@@ -38,17 +53,22 @@ slopes (all channels)                  saved for backward
 
 ``tiny`` is ``finfo(dtype).tiny ** 0.25`` (3e-10 in fp32/bf16): above it ``a * x`` is
 subnormal only for ``|x| < tiny ** 0.75``, whose contribution to the slope gradient is below
-the reduction's rounding error.
+the reduction's rounding error. Under forward-mode AD or a ``torch.func`` transform the
+in-place form computes out of place and copies the result into ``x``.
 
-Under tracing, ONNX export and ``torch.compile`` / ``torch.export`` the layer calls
-``F.prelu`` so the graph contains the standard PReLU op (ONNX ``PRelu``).
+Under tracing, scripting, ONNX export and ``torch.compile`` / ``torch.export`` the layer calls
+``F.prelu``, so exported graphs contain the standard PReLU op (ONNX ``PRelu``) and Inductor
+generates fused code for it (see ``benchmarks/prelu_cost.py`` for the measured cost).
 
 Exactness: forward and input gradient are bitwise equal to ``torch.nn.PReLU`` (fp32, fp64,
-bf16, fp16); the slope gradient equals it up to summation order (the C++ kernel sums ATen's
-per-element terms in fp32 blocks and fp64 across blocks, in a fixed order: bitwise
-reproducible for any thread count). One documented difference of the ``"eager"`` backend
-only: with a non-finite *upstream* gradient or an infinite *input* it may return ``nan``
-where the reference returns ``inf`` (both non-finite); ``"cpp"`` and ``"compile"`` have none.
+bf16, fp16), every backend; the slope gradient equals it up to summation order (the C++
+kernel sums ATen's per-element terms in fp32 blocks and fp64 across blocks, in a fixed order:
+bitwise reproducible for any thread count).
+
+Errors: every input ``F.prelu`` rejects raises the exception type torch raises (RuntimeError
+for shape and dtype mismatches, NotImplementedError for integer inputs, TypeError for
+non-tensors) with a message that names the fix. Unlike ``torch.nn.PReLU``, a bf16/fp16 input
+with an fp32 slope is accepted (the slope gradient is accumulated in fp32).
 """
 
 from __future__ import annotations
@@ -60,6 +80,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd import forward_ad as _fwad
 
 from rectifiers.nn import _prelu_cpu
 
@@ -76,9 +97,9 @@ def set_prelu_backend(name: str) -> None:
 
     ``"cpp"``: fused C++ forward and backward (built on first use, ~10-30 s once per machine,
     then cached; see ``rectifiers.nn._prelu_cpu``); falls back to ``"eager"`` with a one-time
-    warning if it cannot be built. ``"eager"``: a few fused ATen ops, no compiler needed.
-    ``"compile"``: the backward through ``torch.compile`` (costs ~20-30 s per shape on first
-    use). Also settable by the environment variable ``RECTIFIERS_PRELU_BACKEND``.
+    warning if it cannot be built. ``"eager"``: ATen ops, no compiler needed. ``"compile"``:
+    the first-order backward through ``torch.compile`` (~20-30 s per shape on first use).
+    Also settable by the environment variable ``RECTIFIERS_PRELU_BACKEND``.
     """
     global _backend
     if name not in _BACKENDS:
@@ -95,20 +116,83 @@ def get_prelu_backend() -> str:
     return _backend
 
 
-def _graph_mode() -> bool:
-    """True when a tracer/exporter/compiler is recording: use the plain ATen op there."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    if torch.onnx.is_in_onnx_export():
-        return True
-    return bool(torch.compiler.is_compiling())
+# ---------------------------------------------------------------------------- validation
+
+
+def _check(x: torch.Tensor, weight: torch.Tensor) -> None:
+    """Reject what ``F.prelu`` rejects, with torch's exception type and a clearer message."""
+    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
+        raise TypeError(
+            f"prelu(x, weight) expects tensors for both x and weight, got "
+            f"{type(x).__name__} and {type(weight).__name__}"
+        )
+    if not x.is_floating_point():
+        if weight.dtype != x.dtype:
+            raise RuntimeError(
+                f"PReLU needs a floating-point input, got {x.dtype} with a {weight.dtype} slope; "
+                "cast the input with .float()"
+            )
+        raise NotImplementedError(
+            f"PReLU needs a floating-point input, got {x.dtype}; cast it with .float()"
+        )
+    if not weight.is_floating_point():
+        raise RuntimeError(
+            f"PReLU slopes must be floating point, got {weight.dtype}; cast them with .float()"
+        )
+    if weight.ndim > 1:
+        raise RuntimeError(
+            f"PReLU weight must be a scalar or 1-D (num_parameters,), got shape "
+            f"{tuple(weight.shape)} (ndim = {weight.ndim})"
+        )
+    if x.device != weight.device:
+        raise RuntimeError(
+            f"PReLU input is on {x.device} but its slopes are on {weight.device}; move the "
+            "module (or the weight) to the input's device"
+        )
+    c = weight.numel()
+    if c == 1:
+        return
+    if x.ndim == 0:
+        raise RuntimeError(
+            f"PReLU has num_parameters={c} (channel-wise) but the input is a zero-dim tensor "
+            "with no channel dim; use num_parameters=1 (channel-shared)"
+        )
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if channels != c:
+        where = "in dim 1" if x.ndim >= 2 else "(a 1-D input has one channel)"
+        raise RuntimeError(
+            f"PReLU expects {c} channels (num_parameters={c}) but the input has "
+            f"{channels} channels {where} (shape {tuple(x.shape)}); construct "
+            f"PReLU(num_parameters={channels}) or use num_parameters=1 (channel-shared)"
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _w1(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The slopes as a contiguous ``(C,)`` tensor in ``x``'s dtype (differentiable)."""
+    return weight.reshape(-1).to(x.dtype).contiguous()
+
+
+def _view(w1: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` slopes shaped to broadcast over channel dim 1 of ``x`` (0-d if shared)."""
+    if w1.numel() == 1:
+        return w1.reshape(())
+    return w1.reshape([1, w1.numel()] + [1] * (x.ndim - 2))
+
+
+def _reduce_dims(x: torch.Tensor, shared: bool) -> list[int]:
+    if shared or x.ndim < 2:
+        return list(range(x.ndim))
+    return [0] + list(range(2, x.ndim))
 
 
 def _cpp_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
     """``(C, inner)`` if the C++ kernels take ``x`` under the current backend, else ``None``."""
-    if get_prelu_backend() != "cpp" or x.device.type != "cpu" or x.numel() == 0:
+    if _backend != "cpp" or x.device.type != "cpu" or x.numel() == 0:
         return None
-    if x.dtype not in _prelu_cpu.SUPPORTED_DTYPES:
+    if x.dtype not in _prelu_cpu.SUPPORTED_DTYPES or type(x) is not torch.Tensor:
         return None
     lay = _prelu_cpu.layout(x, shared)
     if lay is None:
@@ -123,192 +207,177 @@ def _cpp_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
                 "compiler (Debian: apt-get install g++) or set RECTIFIERS_PRELU_BACKEND=eager "
                 "to silence this warning.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
         return None
     return lay
 
 
-def _slope_view(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape (C,) slopes to broadcast over channel dim 1 of ``x``; validates C."""
-    c = weight.numel()
-    if weight.ndim != 1:
-        raise ValueError(
-            f"PReLU weight must be 1-D (num_parameters,), got shape {tuple(weight.shape)}"
-        )
-    if c == 1:
-        return weight.reshape([1] * max(x.ndim, 1)) if x.ndim else weight.reshape(())
-    if x.ndim < 2:
-        raise ValueError(
-            f"PReLU has num_parameters={c} (channel-wise) but the input has shape "
-            f"{tuple(x.shape)} with no channel dim 1; pass an input shaped (N, {c}, ...) or "
-            "use num_parameters=1 (channel-shared)"
-        )
-    if x.shape[1] != c:
-        raise ValueError(
-            f"PReLU expects {c} channels (num_parameters={c}) but the input has "
-            f"{x.shape[1]} channels in dim 1 (shape {tuple(x.shape)}); construct "
-            f"PReLU(num_parameters={x.shape[1]}) or use num_parameters=1 (channel-shared)"
-        )
-    return weight.reshape([1, c] + [1] * (x.ndim - 2))
-
-
-def _reduce_dims(x: torch.Tensor, shared: bool) -> list[int]:
-    if shared:
-        return list(range(x.ndim))
-    return [0] + list(range(2, x.ndim))
-
-
-def _save_mode(weight: torch.Tensor, dtype: torch.dtype) -> str:
+def _save_mode(w1: torch.Tensor, dtype: torch.dtype) -> str:
     """What in-place mode must keep for an exact backward (see module docstring)."""
     # compare in the slope's own dtype: a Python float threshold would be rounded to the
     # tensor's dtype (fp64's 1e-77 becomes 0 in fp32 and would let a = 0 through)
-    w = weight.detach().to(dtype)
     tiny = torch.finfo(dtype).tiny ** 0.25
-    mag = w.abs()
+    mag = w1.abs()
     # one host sync for all facts
     ok, any_neg = torch.stack(
-        [(torch.isfinite(w) & (mag > 0) & (mag >= tiny) & (mag <= 1.0)).all(), (w < 0).any()]
+        [(torch.isfinite(w1) & (mag > 0) & (mag >= tiny) & (mag <= 1.0)).all(), (w1 < 0).any()]
     ).tolist()
     if not ok:
         return "input"
     return "mask" if any_neg else "output"
 
 
-def _inplace_forward(x: torch.Tensor, w_x: torch.Tensor, wv: torch.Tensor) -> None:
-    lay = _cpp_layout(x, w_x.numel() == 1)
-    if lay is not None:
-        _prelu_cpu.forward(x, w_x, lay, x)
-        return
-    if w_x.numel() == 1 and x.is_floating_point():
-        # leaky_relu_ computes x > 0 ? x : x * a in place, bitwise like the prelu kernel
-        a = float(w_x.reshape(()))
-        if math.isfinite(a):
-            F.leaky_relu_(x, a)
-            return
-    # no in-place channel-wise kernel in ATen: the transient copy is freed immediately and
-    # never saved for backward
-    x.copy_(torch._prelu_kernel(x, wv))
+# ----------------------------------------------------------- kernels (below autograd)
 
 
-def _eager_backward(g, s, v, wv, shared, pos_mask, acc_dtype):
-    """Input and slope gradients for finite slopes.
-
-    ``s`` decides the side (``s > 0`` is the positive side) unless ``pos_mask`` is given;
-    ``v`` is the value whose non-positive part times ``g`` sums to the slope gradient.
-    """
-    dims = _reduce_dims(g, shared)
-    if pos_mask is not None:
-        tb = g * pos_mask
-        gn = g - tb
-        gi = torch.addcmul(tb, gn, wv)
-        gw = torch.sum(g * v.masked_fill(pos_mask, 0), dims, dtype=acc_dtype)
-        return gi, gw
-    if shared:
-        a = float(wv.reshape(()))
-        # s > 0 ? g : g * a, one fused pass (the same select as ATen's prelu backward)
-        gi = torch.ops.aten.leaky_relu_backward(g, s, a, False)
-        gw = torch.sum(g * v.clamp(max=0), dims, dtype=acc_dtype)
-        return gi, gw
-    # tb = s > 0 ? g : 0 ; gn = the negative-side part of g (exact for finite g)
-    tb = torch.ops.aten.leaky_relu_backward(g, s, 0.0, False)
-    gn = g - tb
-    gi = torch.addcmul(tb, gn, wv)  # g + a*0 on the positive side, 0 + a*g on the negative
-    gw = torch.sum(gn * v, dims, dtype=acc_dtype)
-    return gi, gw
+def _forward_portable(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return torch._prelu_kernel(x, _view(_w1(weight, x), x))
 
 
-def _compiled_kernel(g, s, v, wv, shared, acc_dtype):
-    dims = tuple(_reduce_dims(g, shared))
-    key = "bwd"
-    if key not in _compiled:
-
-        def bwd(g, s, v, wv, dims: tuple[int, ...], acc_dtype: torch.dtype):
-            pos = s > 0
-            gi = torch.where(pos, g, g * wv)
-            gw = torch.where(pos, torch.zeros((), dtype=g.dtype), g * v).sum(dims, dtype=acc_dtype)
-            return gi, gw
-
-        _compiled[key] = torch.compile(bwd, dynamic=None)
-    return _compiled[key](g, s, v, wv, dims, acc_dtype)
-
-
-def _reference_backward(g, x, wv, shared, acc_dtype):
-    """ATen's own formula: used for non-finite slopes, where the fused algebra would mix nan."""
-    gi, gwe = torch.ops.aten._prelu_kernel_backward(g, x, wv.to(g.dtype))
-    gw = torch.sum(gwe, _reduce_dims(g, shared), dtype=acc_dtype)
-    return gi, gw
-
-
-def _out_of_place(x: torch.Tensor, w_x: torch.Tensor, wv: torch.Tensor) -> torch.Tensor:
-    lay = _cpp_layout(x, w_x.numel() == 1)
+def _forward_cpu(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    w1 = _w1(weight, x)
+    lay = _cpp_layout(x, w1.numel() == 1)
     if lay is None:
-        return torch._prelu_kernel(x, wv)
+        return torch._prelu_kernel(x, _view(w1, x))
     out = torch.empty_like(x)  # keeps x's memory format
-    _prelu_cpu.forward(x, w_x, lay, out)
+    _prelu_cpu.forward(x, w1, lay, out)
     return out
 
 
-class _PReLUFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, inplace: bool) -> torch.Tensor:
-        w_x = weight.detach().to(x.dtype)
-        wv = _slope_view(w_x, x)
-        ctx.shared = weight.numel() == 1
-        ctx.weight_dtype = weight.dtype
-        ctx.inplace = inplace
-        if not inplace:
-            ctx.mode = "input"
-            ctx.save_for_backward(x, w_x)
-            return _out_of_place(x, w_x, wv)
-        mode = _save_mode(w_x, x.dtype)
-        ctx.mode = mode
-        if mode == "input":
-            saved = x.clone()  # before it is overwritten: nothing else recovers x here
-            _inplace_forward(x, w_x, wv)
-            ctx.mark_dirty(x)
-            ctx.save_for_backward(saved, w_x)
-        elif mode == "mask":
-            mask = x > 0
-            _inplace_forward(x, w_x, wv)
-            ctx.mark_dirty(x)
-            ctx.save_for_backward(x, w_x, mask)
+def _forward_inplace(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Write ``prelu(x, weight)`` into ``x`` (any device); returns ``x``."""
+    w1 = _w1(weight, x)
+    lay = _cpp_layout(x, w1.numel() == 1)
+    if lay is not None:
+        _prelu_cpu.forward(x, w1, lay, x)
+        return x
+    if w1.numel() == 1 and x.device.type == "cpu" and type(x) is torch.Tensor:
+        # leaky_relu_ computes x > 0 ? x : x * a in place, bitwise like the prelu kernel
+        a = float(w1.reshape(()))
+        if math.isfinite(a):
+            with torch.autograd.graph.disable_saved_tensors_hooks("internal"), \
+                    torch.no_grad():
+                F.leaky_relu_(x, a)
+            return x
+    # no in-place channel-wise kernel in ATen: the transient result is freed at once
+    x.copy_(torch._prelu_kernel(x, _view(w1, x)))
+    return x
+
+
+def _backward_composite(g, s, weight, mode, mask):
+    """Input and slope gradients with differentiable ATen ops (ATen's selects, exact).
+
+    ``s`` is the saved input (``mode == "input"``) or the saved output ``y`` (in-place
+    modes: the slope sum is divided by the slope that made ``y``); ``mask`` (``x > 0``)
+    decides the side in ``"mask"`` mode. Differentiable in ``g``, ``s`` and ``weight``.
+    """
+    shared = weight.numel() == 1
+    w1 = _w1(weight, s)
+    wv = _view(w1, s)
+    acc = torch.promote_types(weight.dtype, torch.float32)
+    pos = mask if mask is not None else s > 0
+    gi = torch.where(pos, g, g * wv)
+    gw = torch.where(pos, torch.zeros((), dtype=g.dtype), g * s).sum(
+        _reduce_dims(s, shared), dtype=acc
+    )
+    if mode != "input":
+        gw = gw / w1.to(acc).reshape(gw.shape)
+    return gi, gw
+
+
+def _compiled_backward(g, s, weight, mode, mask):
+    if "bwd" not in _compiled:
+        _compiled["bwd"] = torch.compile(_backward_composite, dynamic=None)
+    return _compiled["bwd"](g, s, weight, mode, mask)
+
+
+def _backward(ctx, g, s, weight, mask):
+    """Gradients for ``(x, weight)`` from the saved ``s`` (see :func:`_backward_composite`)."""
+    mode = ctx.mode
+    if torch.is_grad_enabled():
+        # the backward is itself being differentiated (create_graph=True): ATen ops only
+        gi, gw = _backward_composite(g, s, weight, mode, mask)
+    else:
+        lay = _cpp_layout(s, weight.numel() == 1)
+        if lay is not None:
+            # the same selects as ATen's backward, exact for any slope (nan/inf included):
+            # the slope term g * s does not involve a
+            w1 = _w1(weight, s)
+            gi, gw = _prelu_cpu.backward(g, s, w1, mask, lay)  # gw in fp64
+            if mode != "input":
+                gw = gw / w1.to(gw.dtype)  # y = a * x on the negative side
+        elif _backend == "compile" and s.device.type == "cpu":
+            gi, gw = _compiled_backward(g, s, weight, mode, mask)
         else:
-            _inplace_forward(x, w_x, wv)
-            ctx.mark_dirty(x)
-            ctx.save_for_backward(x, w_x)
+            gi, gw = _backward_composite(g, s, weight, mode, mask)
+    gi = gi if ctx.needs_input_grad[0] else None
+    gw = gw.reshape(weight.shape).to(weight.dtype) if ctx.needs_input_grad[1] else None
+    return gi, gw
+
+
+class _PReLUFunction(torch.autograd.Function):
+    """Reverse-mode autograd of ``rectifiers::prelu``: saves the input and the slopes."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.mode = "input"
+        ctx.save_for_backward(x, weight)
+        with torch._C._AutoDispatchBelowAutograd():
+            return torch.ops.rectifiers.prelu.default(x, weight)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        return _backward(ctx, g, x, weight, None)
+
+
+class _PReLUInplaceFunction(torch.autograd.Function):
+    """Reverse-mode autograd of ``rectifiers::prelu_`` for the slopes that let the output
+    (``mode="output"``) or the output and a sign mask (``mode="mask"``) stand in for ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, mode: str) -> torch.Tensor:
+        ctx.mode = mode
+        mask = x > 0 if mode == "mask" else None
+        with torch._C._AutoDispatchBelowAutograd():
+            torch.ops.rectifiers.prelu_.default(x, weight)
+        ctx.mark_dirty(x)
+        if mask is not None:
+            ctx.save_for_backward(x, weight, mask)
+        else:
+            ctx.save_for_backward(x, weight)
         return x
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         saved = ctx.saved_tensors
-        s, w_x = saved[0], saved[1]
-        wv = _slope_view(w_x, s)
-        acc = torch.promote_types(ctx.weight_dtype, torch.float32)
-        lay = _cpp_layout(s, ctx.shared)
-        if lay is not None:
-            # the same selects as ATen's backward, exact for any slope (nan/inf included):
-            # the slope term g * x does not involve a
-            mask = saved[2] if ctx.mode == "mask" else None
-            gi, gw = _prelu_cpu.backward(g, s, w_x, mask, lay)  # gw in fp64
-        # w_x shares weight's version counter: autograd refuses a backward after the slopes
-        # changed, so checking finiteness here (not in forward) sees the same values
-        elif ctx.mode == "input" and not bool(torch.isfinite(w_x).all()):
-            gi, gw = _reference_backward(g, s, wv, ctx.shared, acc)
-        elif ctx.mode == "mask":
-            gi, gw = _eager_backward(g, s, s, wv, ctx.shared, saved[2], acc)
-        elif get_prelu_backend() == "compile":
-            gi, gw = _compiled_kernel(g, s, s, wv, ctx.shared, acc)
-        else:
-            gi, gw = _eager_backward(g, s, s, wv, ctx.shared, None, acc)
-        if ctx.mode != "input":
-            # saved value is y = a * x on the negative side: divide the sum by a (in the
-            # sum's dtype: fp64 from the C++ kernel, else the accumulation dtype)
-            gw = gw / w_x.to(gw.dtype).reshape(gw.shape)
-        if not ctx.needs_input_grad[0]:
-            gi = None
-        gw = gw.reshape(-1).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
-        return gi, gw, None
+        mask = saved[2] if ctx.mode == "mask" else None
+        return (*_backward(ctx, g, saved[0], saved[1], mask), None)
+
+
+# ------------------------------------------------------------------- autograd kernels
+
+
+def _has_tangent(t: torch.Tensor) -> bool:
+    return _fwad._current_level >= 0 and _fwad.unpack_dual(t).tangent is not None
+
+
+def _composite_mode(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Forward-mode AD or a torch.func transform: use ATen's differentiable op, exactly."""
+    return (
+        torch._C._are_functorch_transforms_active() or _has_tangent(x) or _has_tangent(weight)
+    )
+
+
+def _prelu_autograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The ``Autograd`` kernel of ``rectifiers::prelu``."""
+    if _composite_mode(x, weight):
+        return torch._prelu_kernel(x, _view(_w1(weight, x), x))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _PReLUFunction.apply(x, weight)
+    with torch._C._AutoDispatchBelowAutograd():
+        return torch.ops.rectifiers.prelu.default(x, weight)
 
 
 def _check_inplace_allowed(x: torch.Tensor) -> None:
@@ -328,44 +397,145 @@ def _check_inplace_allowed(x: torch.Tensor) -> None:
         )
 
 
+def _prelu_inplace_autograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The ``Autograd`` kernel of ``rectifiers::prelu_``."""
+    _check_inplace_allowed(x)
+    if _composite_mode(x, weight):
+        return x.copy_(torch._prelu_kernel(x, _view(_w1(weight, x), x)))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        # a tracer (torch.compile, export) cannot branch on the slopes' values: keep x there
+        plain = type(x) is torch.Tensor and type(weight) in (torch.Tensor, nn.Parameter)
+        mode = _save_mode(_w1(weight.detach(), x), x.dtype) if plain else "input"
+        if mode == "input":
+            # y does not give x back: keep a copy of x, recorded by autograd so that double
+            # backward reaches x through it, and write the result into x
+            return x.copy_(_PReLUFunction.apply(x.clone(), weight))
+        return _PReLUInplaceFunction.apply(x, weight, mode)
+    with torch._C._AutoDispatchBelowAutograd():
+        return torch.ops.rectifiers.prelu_.default(x, weight)
+
+
+# -------------------------------------------------------------------- registration
+
+
+def _checked(fn):
+    def kernel(x, weight):
+        _check(x, weight)
+        return fn(x, weight)
+
+    kernel.__name__ = fn.__name__
+    return kernel
+
+
+def _inplace_kernel(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    _check(x, weight)
+    _forward_inplace(x, weight)
+    torch.autograd.graph.increment_version(x)  # a Python kernel does not bump it itself
+    return x
+
+
+def _vmap_rule(inplace: bool):
+    def rule(info, in_dims, x, weight):
+        xd, wd = in_dims
+        if xd is None:  # only the slopes are batched
+            x = x.unsqueeze(0).expand(info.batch_size, *x.shape)
+        else:
+            x = x.movedim(xd, 0)
+        n = x.ndim - 1  # per-sample rank
+        if wd is None:
+            _check(x[0] if x.shape[0] else x.narrow(0, 0, 0).squeeze(0), weight)
+            wv = _view(_w1(weight, x), x.narrow(0, 0, 1).squeeze(0)).unsqueeze(0)
+        else:
+            weight = weight.movedim(wd, 0)
+            _check(x.narrow(0, 0, 1).squeeze(0), weight[0])
+            c = weight[0].numel()
+            wb = weight.reshape(weight.shape[0], c).to(x.dtype)
+            shape = [1] * n if c == 1 else [1, c] + [1] * (n - 2)
+            wv = wb.reshape([weight.shape[0]] + shape)
+        y = torch.where(x > 0, x, x * wv)
+        if inplace:
+            if xd is None:
+                raise RuntimeError(
+                    "vmap: an in-place PReLU cannot write a batched result into an unbatched "
+                    "input; use inplace=False"
+                )
+            x.copy_(y)
+            return x.movedim(0, xd), xd
+        return y, 0
+
+    return rule
+
+
+_LIB = torch.library.Library("rectifiers", "FRAGMENT")
+_LIB.define("prelu(Tensor x, Tensor weight) -> Tensor")
+_LIB.define("prelu_(Tensor(a!) x, Tensor weight) -> Tensor(a!)", tags=(torch.Tag.inplace,))
+_LIB.impl("prelu", _checked(_forward_cpu), "CPU")
+_LIB.impl("prelu", _checked(_forward_portable), "CompositeExplicitAutograd")
+_LIB.impl("prelu", _prelu_autograd, "Autograd")
+_LIB.impl("prelu_", _inplace_kernel, "CPU")
+_LIB.impl("prelu_", _inplace_kernel, "CompositeExplicitAutograd")
+_LIB.impl("prelu_", _prelu_inplace_autograd, "Autograd")
+
+
+@torch.library.register_fake("rectifiers::prelu", lib=_LIB)
+def _prelu_fake(x, weight):
+    _check(x, weight)
+    return torch.empty_like(x)
+
+
+@torch.library.register_fake("rectifiers::prelu_", lib=_LIB)
+def _prelu_inplace_fake(x, weight):
+    _check(x, weight)
+    return x
+
+
+torch.library.register_vmap("rectifiers::prelu", _vmap_rule(False), lib=_LIB)
+torch.library.register_vmap("rectifiers::prelu_", _vmap_rule(True), lib=_LIB)
+
+
+# ----------------------------------------------------------------------- public API
+
+
+def _graph_mode() -> bool:
+    """True when a tracer/exporter/compiler is recording: use the standard ATen op there."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return True
+    if torch.onnx.is_in_onnx_export():
+        return True
+    return bool(torch.compiler.is_compiling())
+
+
 def prelu(x: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Functional PReLU: ``max(0, x) + a * min(0, x)``, ``a = weight`` broadcast over dim 1.
 
-    ``weight`` has shape ``(1,)`` (channel-shared) or ``(C,)`` with ``C = x.shape[1]``
-    (channel-wise). It may be fp32 while ``x`` is bf16/fp16 (autocast): the output has
-    ``x``'s dtype and the slope gradient is accumulated in fp32 and returned in
-    ``weight.dtype``. ``inplace=True`` overwrites ``x`` (see the module docstring).
+    ``weight`` has shape ``()`` or ``(1,)`` (channel-shared) or ``(C,)`` with
+    ``C = x.shape[1]`` (channel-wise). It may be fp32 while ``x`` is bf16/fp16 (autocast): the
+    output has ``x``'s dtype and the slope gradient is accumulated in fp32 and returned in
+    ``weight.dtype``. ``inplace=True`` overwrites ``x`` (see the module docstring). Calls the
+    registered operators ``torch.ops.rectifiers.prelu`` / ``prelu_``.
 
     Example::
 
         >>> y = prelu(torch.randn(8, 3, 5, 5), torch.full((3,), 0.25))
     """
-    if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
-        raise TypeError("prelu(x, weight) expects tensors for both x and weight")
-    if not x.is_floating_point():
-        raise TypeError(f"PReLU needs a floating-point input, got {x.dtype}; cast it with .float()")
     if _graph_mode():
         return F.prelu(x, weight.to(x.dtype))
-    _slope_view(weight, x)  # validate before any in-place write
+    _check(x, weight)
+    if type(x) is torch.Tensor and torch._C._len_torch_dispatch_stack() == 0:
+        # plain tensors: the operators' Autograd kernels directly (saves a dispatcher hop)
+        return _prelu_inplace_autograd(x, weight) if inplace else _prelu_autograd(x, weight)
     if inplace:
-        _check_inplace_allowed(x)
-    needs_grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    if not needs_grad:
-        w_x = weight.detach().to(x.dtype)
-        wv = _slope_view(w_x, x)
-        if inplace:
-            _inplace_forward(x, w_x, wv)
-            torch.autograd.graph.increment_version(x)  # a custom op does not bump it itself
-            return x
-        return _out_of_place(x, w_x, wv)
-    return _PReLUFunction.apply(x, weight, inplace)
+        return torch.ops.rectifiers.prelu_(x, weight)
+    return torch.ops.rectifiers.prelu(x, weight)
 
 
 class PReLU(nn.Module):
     """Parametric ReLU (He et al. 2015, Eq. 1): ``f(x) = max(0, x) + a * min(0, x)``.
 
     Drop-in for ``torch.nn.PReLU``: same arguments, one ``weight`` Parameter of shape
-    ``(num_parameters,)`` (same state_dict key), same outputs and gradients.
+    ``(num_parameters,)`` (same state_dict key), same outputs and gradients; works with
+    ``torch.func``, forward-mode AD, double backward, ``torch.compile``, ``torch.export``,
+    ONNX and ``torch.jit.script``.
 
     Args:
         num_parameters: 1 for one slope shared by all channels, or C for one slope per
@@ -390,6 +560,8 @@ class PReLU(nn.Module):
 
     no_weight_decay = True
     __constants__ = ["num_parameters", "inplace"]
+    num_parameters: int
+    inplace: bool
 
     def __init__(
         self,
@@ -417,6 +589,12 @@ class PReLU(nn.Module):
         nn.init.constant_(self.weight, self.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return F.prelu(x, self.weight.to(x.dtype))
+        return self._forward(x)
+
+    @torch.jit.unused
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return prelu(x, self.weight, inplace=self.inplace)
 
     def extra_repr(self) -> str:
