@@ -26,10 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rectifiers.errors import ConfigError
+from rectifiers.optim import SCHEDULES
+from rectifiers.runtime import AMP_MODES, DEVICES
 
-SCHEDULES = ("plateau", "step", "cosine", "constant")
-AMP_MODES = ("none", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
+__all__ = ["AMP_MODES", "DATASETS", "DEVICES", "PAPER_RECIPE", "RESUME_NEUTRAL", "SCHEDULES",
+           "TrainConfig", "flag"]
+
 DATASETS = ("fashion_mnist", "synthetic", "folder")
 
 
@@ -73,6 +75,8 @@ class TrainConfig:
     # "auto": flip only for in-memory small images (short runs underfit) and "default" for folders.
     augment: str = "auto"
     workers: int = 0  # image-decoding processes (folders only)
+    # Folders: skip unreadable images (counted, listed in the run directory) instead of stopping.
+    skip_bad_images: bool = False
     synthetic_classes: int = 10  # only for dataset="synthetic"
     synthetic_size: int = 512  # training samples of the synthetic set
     synthetic_image_size: int = 28
