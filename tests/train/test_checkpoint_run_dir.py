@@ -167,3 +167,21 @@ def test_unwritable_out_dir_names_it(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", denied)
     with pytest.raises(FileWriteError, match=rf"--out-dir {d} cannot be written: Permission"):
         prepare_run_dir(d)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_refused_with_the_way_out(tmp_path):
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 1}) + "\n")
+    (tmp_path / "args.yaml").write_text("lr: 0.03\n")
+    before = _snapshot(tmp_path)
+    with pytest.raises(UserError, match="before its first checkpoint; --resume auto starts it"):
+        prepare_run_dir(tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_checkpoint_without_a_step_leaves_the_log_alone(tmp_path):
+    ckpt.save_checkpoint(tmp_path / ckpt.LAST, STATE, {"model": "m"})
+    (tmp_path / "log.jsonl").write_text(json.dumps({"step": 3}) + "\n")
+    before = _snapshot(tmp_path)
+    rd = prepare_run_dir(tmp_path, resume="auto")
+    assert rd.resume_path == tmp_path / ckpt.LAST and rd.step == 0
+    assert _snapshot(tmp_path) == before

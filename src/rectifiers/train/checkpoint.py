@@ -566,8 +566,11 @@ def prepare_run_dir(out: str | os.PathLike, resume: str | None = None,
     resume_path: Path | None = None
     if not resume:
         if found and not overwrite:
-            raise _refuse_reuse(out, found, "training again without --resume would replace its "
-                                "checkpoints and append to its log")
+            has_ckpt = any(f.name.startswith("checkpoint-") for f in found)
+            raise _refuse_reuse(out, found, (
+                "training again without --resume would replace its checkpoints and append to "
+                "its log") if has_ckpt else (
+                "it stopped before its first checkpoint; --resume auto starts it again"))
         for f in found:
             f.unlink()
         removed += found
@@ -581,7 +584,7 @@ def prepare_run_dir(out: str | os.PathLike, resume: str | None = None,
         resume_path = resolve(resume, prefer="last")
         if found and resume_path.parent.resolve() != out.resolve():
             raise _refuse_reuse(out, found, f"resuming {resume_path} into it would mix two runs")
-    step = 0
+    step: int | None = 0
     if resume_path is not None:
         header = _header(resume_path)
         if _contents(header, _json(header, "state", resume_path)) != CONTENTS_TRAINING:
@@ -590,9 +593,12 @@ def prepare_run_dir(out: str | os.PathLike, resume: str | None = None,
                 f"export), not the training state needed to resume; resume from "
                 f"{resume_path.parent / LAST}")
         meta = _json(header, "meta", resume_path)
-        step = int(meta.get("step", 0)) if isinstance(meta, dict) else 0
-    repair_steplog(out / STEPLOG, step)
-    return RunDir(out, resume_path, step, removed)
+        step = meta.get("step") if isinstance(meta, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            step = None  # not written by a training run: leave the log alone
+    if step is not None:
+        repair_steplog(out / STEPLOG, step)
+    return RunDir(out, resume_path, step or 0, removed)
 
 
 def repair_steplog(path: str | os.PathLike, step: int) -> bool:
