@@ -49,6 +49,8 @@ from rectifiers.train.config import PAPER_RECIPE, RESUME_NEUTRAL, TrainConfig, f
                                           "nonsense", "accepts: drop_rate, fc_dim"]),
     (dict(model_kwargs={"fc_dim": -5}), ["--model-kw fc_dim=-5", "rejects these values"]),
     (dict(model_kwargs={"widths": [8, -1]}), ["--model-kw widths=[8, -1]", "widths"]),
+    (dict(model_kwargs={"drop_rate": 0.5}), ["--model-kw drop_rate", "use --dropout"]),
+    (dict(model_kwargs={"num_classes": 3}), ["--model-kw num_classes", "the dataset sets it"]),
     (dict(model="plain_small", model_kwargs={"depth": 0}), ["--model-kw depth=0",
                                                             "'plain_small'"]),
 ])
@@ -69,6 +71,7 @@ def test_boundary_values_that_are_valid():
     assert TrainConfig(momentum=0.0, weight_decay=0.0, dropout=None).momentum == 0.0
     TrainConfig(**PAPER_RECIPE, model="prelunet_a", dataset="folder", data_dir="x")
     TrainConfig(model="plain_small", model_kwargs={"depth": 6, "width": 4})
+    TrainConfig(model_kwargs={"act_kwargs": {"init": 0.1}})  # PReLU's initial slope (Table 1)
 
 
 def test_checking_the_model_draws_no_random_numbers_and_allocates_nothing():

@@ -222,6 +222,10 @@ class TrainConfig:
                 self.dataset, 10)
         if in_chans is None:
             in_chans = {"synthetic": self.synthetic_chans, "folder": 3}.get(self.dataset, 1)
+        for key, instead in _RESERVED_MODEL_KW.items():
+            if key in self.model_kwargs:
+                raise ConfigError(f"--model-kw {key}=...: {key} is not a model keyword here; "
+                                  f"{instead}")
         kwargs = dict(self.model_kwargs)
         if self.dropout is not None:
             kwargs["drop_rate"] = self.dropout
@@ -312,6 +316,13 @@ RESUME_NEUTRAL = frozenset({
     "resume", "out_dir", "overwrite", "progress", "verbose", "threads", "log_every",
     "checkpoint_every", "workers", "max_steps",
 })
+
+# Keywords of create_model that --model-kw must not set (another flag, or the data, sets them).
+_RESERVED_MODEL_KW = {
+    "drop_rate": "use --dropout (it would override --model-kw drop_rate)",
+    "act": "use --act", "init": "use --init",
+    "num_classes": "the dataset sets it", "in_chans": "the dataset sets it",
+}
 
 # Fields whose flag is not simply --<field-with-dashes>.
 _FLAGS = {"model_kwargs": "--model-kw", "channels_last": "--no-channels-last",
