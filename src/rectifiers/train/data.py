@@ -55,6 +55,9 @@ def build_data(cfg: TrainConfig, info: DistInfo, train_set: Any = None,
     if (train_set is None) != (val_set is None):
         raise ValueError("train() needs both train_set and val_set, or neither")
     if train_set is not None:  # the caller's in-memory data, used as it is
+        if cfg.max_train_samples or cfg.max_val_samples:
+            raise ValueError("max_train_samples/max_val_samples do not apply to data passed to "
+                             "train(): pass open_dataset(..., subset=n) instead")
         name = getattr(train_set, "name", None) or type(train_set).__name__
         if augment == "default":
             augment = "flip"

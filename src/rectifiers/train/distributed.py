@@ -87,3 +87,12 @@ def gather_rank_states(rank_state: dict[str, Any], info: DistInfo) -> list[dict[
     gathered: list[Any] = [None] * info.world_size
     dist.all_gather_object(gathered, rank_state)
     return gathered
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's small JSON-like value on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

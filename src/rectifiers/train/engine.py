@@ -292,7 +292,7 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
             "torch_version": torch.__version__}
 
     out = Path(cfg.out_dir) if cfg.out_dir else None
-    resume_path = _resume_path(cfg, out)
+    resume_path = _prepare_run_dir(cfg, out, info)
     if built_here and resume_path is None:
         # Initialise after building, with a training batch for data-dependent schemes.
         initialize_model(raw_model, cfg.init, data=first_batch(data.train, cfg.init))
@@ -321,7 +321,6 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
                out, log)
 
     if out is not None and main:
-        out.mkdir(parents=True, exist_ok=True)
         outputs.write_args(out, cfg.to_dict())
     if resume_path is not None:
         _resume(run, resume_path)
@@ -352,10 +351,13 @@ def _describe(model: nn.Module, cfg: TrainConfig, built_here: bool, describe) ->
 
 def _resume(run: _Run, path: Path) -> None:
     cfg, info = run.cfg, run.info
-    state, meta = ckpt.load_checkpoint(path, map_location="cpu")
+    state, meta = ckpt.load_checkpoint(path, map_location="cpu", for_resume=True)
     ckpt.check_model_state(run.raw_model, state["model"], meta, str(path),
                            model_name=run.meta["model"])
-    _warn_config_changes(meta.get("config", {}), cfg, run.log)
+    changed = cfg.resume_changes(meta.get("config", {}))
+    if changed:
+        run.log("warning: resuming with changed settings (resume is exact only with the same "
+                "ones): " + ", ".join(changed))
     run.raw_model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and state.get("scaler"):
@@ -378,8 +380,6 @@ def _resume(run: _Run, path: Path) -> None:
             run.data.train.load_state_dict(rank["loader"])
             run.run_sums = list(rank["run_sums"])
             run.epoch_time = float(rank["epoch_time"])
-    if run.out is not None and info.is_main:
-        outputs.truncate_steplog(run.out / "log.jsonl", run.step)
     run.log(f"resumed from {path} at epoch {run.epoch + 1}, step {run.step}")
 
 
@@ -544,7 +544,7 @@ def _diverged(run: _Run, loss: float, weights: bool = False) -> None:
     else:
         msg = f"loss is {loss} {where}; training stopped."
     last = run.out / ckpt.LAST if run.out is not None else None
-    good = last is not None and last.is_file() and _weights_finite(last)
+    good = last is not None and last.is_file() and ckpt.weights_finite(last)
     if good:
         msg += f" The last good checkpoint was kept: {last} (step {ckpt.read_meta(last)['step']})."
     elif run.out is not None:
@@ -553,15 +553,6 @@ def _diverged(run: _Run, loss: float, weights: bool = False) -> None:
     run.steplog.write({"step": step, "epoch": run.epoch + 1, "loss": str(loss),
                        "diverged": True})
     raise DivergenceError(msg, step, run.history, last if good else None)
-
-
-def _weights_finite(path: Path) -> bool:
-    check = getattr(ckpt, "weights_finite", None)
-    if check is not None:
-        return bool(check(path))
-    state, _ = ckpt.load_checkpoint(path)
-    return all(torch.isfinite(t).all() for t in state["model"].values()
-               if t.is_floating_point())
 
 
 def _finish(run: _Run, initial: dict[str, float] | None) -> TrainResult:
@@ -589,33 +580,18 @@ def _finish(run: _Run, initial: dict[str, float] | None) -> TrainResult:
 # --------------------------------------------------------------------------- helpers
 
 
-def _resume_path(cfg: TrainConfig, out: Path | None) -> Path | None:
-    if not cfg.resume:
-        return None
-    if cfg.resume == "auto":
-        if out is None:
-            raise ConfigError("--resume auto needs --out-dir (it resumes out_dir's last "
-                              "checkpoint)")
-        last = out / ckpt.LAST
-        return last if last.is_file() else None  # nothing yet: a fresh start
-    return ckpt.resolve(cfg.resume, prefer="last")
-
-
-def _warn_config_changes(old: dict[str, Any], cfg: TrainConfig, log) -> None:
-    changes = getattr(cfg, "resume_changes", None)
-    if changes is not None:
-        changed = changes(old)
-    else:
-        new = cfg.to_dict()
-        ignore = {"resume", "out_dir", "progress", "verbose", "threads", "max_steps",
-                  "log_every", "checkpoint_every", "workers"}
-        if cfg.sched != "cosine":
-            ignore.add("epochs")
-        changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in new
-                   if k not in ignore and k in old and old[k] != new[k]]
-    if changed:
-        log("warning: resuming with changed settings (resume is exact only with the same "
-            "ones): " + ", ".join(changed))
+def _prepare_run_dir(cfg: TrainConfig, out: Path | None, info: DistInfo) -> Path | None:
+    """Rank 0 readies the run directory (refuses to reuse a run without --resume/--overwrite,
+    cleans temporaries, repairs the step log); every rank gets the checkpoint to resume from."""
+    if out is None:
+        if cfg.resume == "auto":
+            raise ConfigError("--resume auto needs --out-dir (it continues that run)")
+        return ckpt.resolve(cfg.resume, prefer="last") if cfg.resume else None
+    path = None
+    if info.is_main:
+        path = ckpt.prepare_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite).resume_path
+    path = dist_utils.broadcast_object(str(path) if path else None, info)
+    return Path(path) if path else None
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):

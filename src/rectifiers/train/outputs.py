@@ -97,17 +97,3 @@ class StepLog:
         if self._f is not None:
             self._f.close()
             self._f = None
-
-
-def truncate_steplog(path: Path, step: int) -> None:
-    """Drop log lines of steps after ``step`` (they are about to be redone after a resume)."""
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:  # a line cut by the kill
-            continue
-    atomic_write_text(path, "".join(f"{line}\n" for line in keep))
