@@ -3,10 +3,12 @@
 ``rectifiers export CHECKPOINT --format onnx|torchscript|export --out PATH [--check]``
 
 What is exported is the classifier ``logits = model(x)`` for inputs of the checkpoint's
-training size ``(C, H, W)`` (``--input-size`` to change it) with a dynamic batch dimension.
-Inputs are *normalised* images: the preprocessing recorded in the checkpoint
-(``Normalizer.to_dict()``) is written into the ONNX metadata (``rectifiers.normalization``)
-and printed, so a deployment can reproduce it.
+training size ``(C, H, W)`` (from its own metadata, never a model-class default;
+``--input-size`` to change it) with a dynamic batch dimension. Inputs are *normalised* images:
+the preprocessing recorded in the checkpoint (``Normalizer.to_dict()``) is written into the
+ONNX metadata (``rectifiers.normalization``) and summarised on screen (a per-pixel mean image
+by its shape), so a deployment can reproduce it. User errors (bad flags, an unwritable or
+directory ``--out``, a bad checkpoint) raise :class:`~rectifiers.errors.UserError`.
 
 Two rewrites make the graph exportable, both exact:
 
@@ -27,10 +29,12 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +42,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from rectifiers.errors import ConfigError, UserError
 from rectifiers.eval.common import adaptive_bins
+from rectifiers.eval.views import check_view_fits
 from rectifiers.files import atomic_path
+from rectifiers.nn import SPP
+from rectifiers.train.checkpoint import load_model, resolve
 
 FORMATS = ("onnx", "torchscript", "export")
 DEFAULT_OPSET = 18
@@ -85,8 +93,6 @@ class StaticSPP(nn.Module):
 
 
 def _spp_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    from rectifiers.nn import SPP
-
     return [(name, m) for name, m in model.named_modules() if isinstance(m, SPP)]
 
 
@@ -266,7 +272,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--out", default=None,
                    help="output file (default: next to the checkpoint, .onnx/.pt/.pt2)")
     p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"), default=None,
-                   help="input size (default: the model's training crop)")
+                   help="input size (default: the checkpoint's training input)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
     p.add_argument("--dynamo", action="store_true",
                    help="ONNX: use the torch.export-based exporter instead of TorchScript's")
@@ -277,23 +283,94 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``rectifiers export``; returns the exit status."""
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    from rectifiers.train.checkpoint import CheckpointError, load_model, resolve
+def describe_normalization(norm: dict[str, Any] | None) -> str:
+    """One short line for a normalisation dict: per-channel numbers in full, a per-pixel mean
+    image only by its shape and range (never 150k numbers of a 3x224x224 image as text)."""
+    if not norm:
+        return "none recorded (feed the model what it was trained on)"
+    kind = norm.get("kind", "?")
+    parts = [f"kind={kind}", f"scale={float(norm.get('scale', 1 / 255)):.6g}"]
+    mean = norm.get("mean")
+    if mean is not None:
+        t = torch.as_tensor(mean, dtype=torch.float64)
+        if t.dim() > 1:
+            parts.append(f"mean=image {'x'.join(map(str, t.shape))} (values "
+                         f"{float(t.min()):.4f}..{float(t.max()):.4f}; full image in the ONNX "
+                         f"metadata 'rectifiers.normalization')")
+        else:
+            parts.append("mean=[" + ", ".join(f"{v:.4f}" for v in t.tolist()) + "]")
+    if norm.get("std") is not None:
+        parts.append("std=[" + ", ".join(f"{float(v):.4f}" for v in norm["std"]) + "]")
+    return ", ".join(parts) + "; y = (x_uint8 * scale - mean) / std"
 
+
+def input_size(model: nn.Module, meta: dict[str, Any],
+               given: Sequence[int] | None = None) -> list[int]:
+    """``(C, H, W)`` to export at: ``given``, else the checkpoint's own training input
+    (``in_chans`` and ``image_size`` in its metadata), else the model's ``default_input_size``.
+
+    The checkpoint comes first: a small model trained on a 224-px image folder exports at 224,
+    not at its class default of 28.
+    """
+    if given:
+        return [int(v) for v in given]
+    side = meta.get("image_size")
+    if side:
+        hw = list(side) if isinstance(side, (list, tuple)) else [side, side]
+        c = meta.get("in_chans") or getattr(model, "in_chans", None) or 3
+        return [int(c), *(int(v) for v in hw[-2:])]
+    default = getattr(model, "default_input_size", None)
+    if default:
+        return [int(v) for v in default]
+    raise ConfigError("the checkpoint records no input size (image_size) and the model has no "
+                      "default; pass --input-size C H W")
+
+
+def _require(module: str, why: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{why} needs the '{module}' package; install it with "
+                        f"`pip install 'rectifiers[export]'`")
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an output path that cannot be written before any export work is done."""
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a directory; give a file name, e.g. "
+                          f"{out / ('model' + (out.suffix or '.onnx'))}")
     try:
-        ckpt = resolve(args.checkpoint)
-        model, meta = load_model(ckpt)
-    except (CheckpointError, OSError) as e:
-        print(f"rectifiers export: {e}", file=sys.stderr)
-        return 2
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"--out {out}: cannot write into {out.parent} ({e.strerror or e}); "
+                          f"choose a writable location with --out") from e
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``rectifiers export``; returns the exit status (user errors raise ``UserError``)."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    if args.input_size is not None and min(args.input_size) < 1:
+        given = " ".join(map(str, args.input_size))
+        raise ConfigError(f"--input-size needs C H W >= 1, got {given}")
+    for flag, v in (("--rtol", args.rtol), ("--atol", args.atol)):
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"{flag} must be a finite number >= 0, got {v}")
+    if args.format == "onnx":
+        _require("onnx", "--format onnx")
+        if args.check:
+            _require("onnxruntime", "--check of an ONNX export")
+    ckpt = resolve(args.checkpoint)
+    model, meta = load_model(ckpt)
     model = model.float().eval()
-    size = args.input_size or list(getattr(model, "default_input_size", ()) or ())
-    if not size:
-        size = [int(meta["in_chans"]), *meta.get("image_size", [224, 224])]
-    size = [int(v) for v in size]
+    size = input_size(model, meta, args.input_size)
+    in_chans = int(meta.get("in_chans") or getattr(model, "in_chans", size[0]))
+    if size[0] != in_chans:
+        raise ConfigError(f"--input-size has {size[0]} channel(s) but the model takes {in_chans}")
+    check_view_fits(model, size[0], min(size[1:]), "--input-size",
+                    trained_at=input_size(model, meta)[-1] if meta.get("image_size") else None)
     out = Path(args.out) if args.out else ckpt.with_suffix(_SUFFIX[args.format])
+    _check_out(out)
     if args.format == "onnx":
         meta_props = {
             "rectifiers.model": str(meta.get("model")),
@@ -313,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_program(model, out, size)
         print(f"wrote {out} (ExportedProgram; load with torch.export.load(path).module())")
     print(f"input: normalised float32 images (N, {size[0]}, {size[1]}, {size[2]}); "
-          f"normalization: {json.dumps(meta.get('normalization'))}")
+          f"normalization: {describe_normalization(meta.get('normalization'))}")
     if args.check:
         try:
             diff = check_export(model, out, args.format, size, rtol=args.rtol, atol=args.atol)
@@ -327,4 +404,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from rectifiers.cli import main as cli_main  # one place prints user errors (exit 2)
+
+    raise SystemExit(cli_main(["export", *sys.argv[1:]]))

@@ -81,12 +81,17 @@ def test_cli_on_fashion_mnist_test_set(tmp_path, capsys):
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):
+    # user errors are printed once, by the top-level command line (exit 2)
+    from rectifiers.cli import main as cli
+
     ck = _checkpoint(tmp_path / "a.safetensors")
-    assert main([str(tmp_path / "nope")]) == 2
-    assert main([str(ck), str(ck), "--weights", "1"]) == 2
-    assert main([str(ck), "--data", "folder"]) == 2
+    assert cli(["eval", str(tmp_path / "nope")]) == 2
+    assert cli(["eval", str(ck), str(ck), "--weights", "1"]) == 2
+    assert cli(["eval", str(ck), "--dataset", "folder"]) == 2
+    assert cli(["eval", str(ck), "--data", "folder"]) == 2  # hidden deprecated alias
     err = capsys.readouterr().err
     assert "does not exist" in err and "one weight per checkpoint" in err and "--data-dir" in err
+    assert err.count("--data-dir") == 2
 
 
 def _ddp_worker(rank: int, world: int, port: int, ck: str, out: str) -> None:

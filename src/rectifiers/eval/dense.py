@@ -43,15 +43,16 @@ from torch import nn
 from rectifiers.eval.common import Normalize, adaptive_bins, prepare, softmax_scores
 
 
-def _require_dense_api(model: nn.Module) -> int:
-    missing = [a for a in ("features", "head", "window") if not hasattr(model, a)]
+def _require_dense_api(model: nn.Module, window: int | None = None) -> int:
+    missing = [a for a in ("features", "head") + (("window",) if window is None else ())
+               if not hasattr(model, a)]
     if missing:
         raise TypeError(
             f"dense testing needs a model with features(x), head(fmap) and window (an SPP "
             f"model such as prelunet_a or prelunet_small); {type(model).__name__} lacks "
             f"{', '.join(missing)}. Use --views center or ten_crop for this model."
         )
-    window = int(model.window)
+    window = int(model.window if window is None else window)
     if window < 1:
         raise ValueError(f"model.window must be >= 1, got {window}")
     return window
@@ -204,6 +205,7 @@ def dense_scores(
     window_batch: int = 512,
     normalize: Normalize | None = None,
     fast_spp: bool = True,
+    window: int | None = None,
 ) -> torch.Tensor:
     """The paper's dense (multi-scale) testing: softmax scores (B, K).
 
@@ -211,8 +213,11 @@ def dense_scores(
     softmax(head(w))`` -- the trunk runs once per scale (image and flip in one batch).
     With ``fast_spp`` and an SPP-net head, window SPP vectors come from stride-1 max-pools of
     the whole map (:func:`spp_all_windows`); otherwise each window goes through ``head``.
+    ``window``: map side of one view; default ``model.window`` (the map of the model's default
+    input); :func:`rectifiers.eval.views.default_view` passes the map side of the crop the
+    checkpoint was trained at.
     """
-    window = _require_dense_api(model)
+    window = _require_dense_api(model, window)
     parts = spp_head_parts(model) if fast_spp else None
     if images.ndim != 4:
         raise ValueError(f"expected images (B, C, H, W), got shape {tuple(images.shape)}")

@@ -12,6 +12,7 @@ trained with different preprocessing.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from rectifiers.data.transforms import Normalizer
+from rectifiers.errors import ConfigError
 from rectifiers.eval.common import Normalize
 from rectifiers.eval.views import ViewSpec, default_view, predict
 from rectifiers.train.checkpoint import load_model
@@ -43,9 +45,10 @@ class Ensemble:
 
     def __init__(self, members: Sequence[Member]) -> None:
         if not members:
-            raise ValueError("an ensemble needs at least one member")
-        if any(m.weight <= 0 for m in members):
-            raise ValueError(f"member weights must be > 0, got {[m.weight for m in members]}")
+            raise ConfigError("an ensemble needs at least one member")
+        if any(not (math.isfinite(m.weight) and m.weight > 0) for m in members):
+            raise ConfigError(f"ensemble weights (--weights) must be finite numbers > 0, "
+                              f"got {[m.weight for m in members]}")
         self.members = list(members)
 
     @torch.no_grad()
@@ -79,13 +82,15 @@ def load_member(
     weight: float = 1.0,
     **view_overrides: Any,
 ) -> Member:
-    """Load a checkpoint as an ensemble member with its training normalisation.
+    """Load a checkpoint as an ensemble member with its training normalisation and views.
 
-    ``view_overrides`` (``crop``, ``scales``, ``flip``, ``window_batch``) replace the defaults
-    derived from the model (:func:`rectifiers.eval.views.default_view`).
+    Every default comes from the checkpoint's own metadata (crop, evaluation resize,
+    normalisation; :func:`rectifiers.eval.views.default_view`). ``view_overrides``
+    (``crop``, ``scales``, ``flip``, ``window_batch``) replace those defaults.
     """
     model, meta = load_model(checkpoint, map_location=device)
-    view = default_view(model, mode, **{k: v for k, v in view_overrides.items() if v is not None})
+    view = default_view(model, mode, meta,
+                        **{k: v for k, v in view_overrides.items() if v is not None})
     return Member(model=model.eval(), view=view, normalize=normalizer_from_meta(meta, device),
                   name=str(checkpoint), weight=weight, meta=meta)
 

@@ -33,12 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from rectifiers.data.transforms import Box, center_crop_box, five_crop_boxes
 from rectifiers.data.transforms import crop as crop_box
+from rectifiers.errors import ConfigError
 from rectifiers.eval.common import Normalize, prepare, softmax_scores
 from rectifiers.eval.dense import dense_scores
 
@@ -90,25 +92,80 @@ class ViewSpec:
     scales: tuple[int, ...] = (PAPER_TEN_CROP_SCALE,)
     flip: bool = True
     window_batch: int = 512
+    window: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"view mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise ConfigError(f"view mode (--views) must be one of {', '.join(MODES)}, "
+                              f"got {self.mode!r}")
+        if self.crop < 1:
+            raise ConfigError(f"the view side (--crop) must be >= 1, got {self.crop}")
         if not self.scales or any(int(s) < 1 for s in self.scales):
-            raise ValueError(f"scales must be positive shorter sides, got {self.scales}")
+            raise ConfigError(f"scales (--scales) must be positive shorter sides, "
+                              f"got {tuple(self.scales)}")
         if self.mode != "dense" and any(int(s) < self.crop for s in self.scales):
-            raise ValueError(
-                f"every scale must be >= the crop {self.crop} for mode {self.mode!r}, "
-                f"got scales {tuple(self.scales)}"
+            raise ConfigError(
+                f"every scale (--scales) must be >= the crop {self.crop} (--crop) for views "
+                f"{self.mode!r}, got scales {tuple(self.scales)}"
             )
         if self.window_batch < 1:
-            raise ValueError(f"window_batch must be >= 1, got {self.window_batch}")
+            raise ConfigError(f"--window-batch must be >= 1, got {self.window_batch}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"the dense window must be >= 1, got {self.window}")
 
 
-def model_crop(model: nn.Module) -> int:
-    """The model's training crop side, from ``default_input_size`` (224 if it has none)."""
+def model_crop(model: nn.Module, meta: dict[str, Any] | None = None) -> int:
+    """The training crop side: the checkpoint's ``image_size`` (what training fed the model),
+    else the model's ``default_input_size``, else 224.
+
+    The checkpoint comes first: a small model trained on a 224-px image folder is tested at
+    224, not at its class default of 28.
+    """
+    size = (meta or {}).get("image_size")
+    if size:
+        return int(size[-1] if isinstance(size, (list, tuple)) else size)
     size = getattr(model, "default_input_size", None)
     return int(size[-1]) if size else PAPER_CROP
+
+
+def dense_window(model: nn.Module, crop: int) -> int | None:
+    """Side of the feature-map window that corresponds to a ``crop x crop`` view, from the
+    model's shape arithmetic (``feature_size``); ``None``: use ``model.window``."""
+    feature_size = getattr(model, "feature_size", None)
+    if not callable(feature_size):
+        return None
+    try:
+        return int(min(feature_size((crop, crop))))
+    except (RuntimeError, ValueError):
+        return None  # too small for the trunk: check_view_fits reports it
+
+
+def check_view_fits(model: nn.Module, in_chans: int, side: int, flag: str,
+                    trained_at: int | None = None) -> None:
+    """Raise :class:`ConfigError` (naming ``flag``) if a ``side x side`` input is too small
+    for the model's trunk (convolutions/pools with no output, SPP levels larger than the map).
+    """
+    spp = getattr(model, "spp", None)
+    levels = max(getattr(spp, "levels", (1,))) if getattr(spp, "rule", "") == "sppnet" else 1
+    try:
+        feature_size = getattr(model, "feature_size", None)
+        if callable(feature_size):
+            h, w = feature_size((side, side))
+        else:
+            p = next(model.parameters(), None)
+            with torch.no_grad():
+                h, w = 1, 1
+                model(torch.zeros(1, in_chans, side, side,
+                                  device=p.device if p is not None else "cpu",
+                                  dtype=p.dtype if p is not None else torch.float32))
+        ok = min(h, w) >= levels
+        why = f"its last feature map would be {h}x{w}"
+    except (RuntimeError, ValueError) as e:
+        ok, why = False, str(e).splitlines()[0][:160]
+    if not ok:
+        hint = f" (it was trained at {trained_at})" if trained_at else ""
+        raise ConfigError(f"{flag} {side} is too small for {type(model).__name__}{hint}: {why}. "
+                          f"Use a larger {flag}.")
 
 
 def default_scales(mode: str, crop: int) -> tuple[int, ...]:
@@ -127,11 +184,20 @@ def default_scales(mode: str, crop: int) -> tuple[int, ...]:
     return tuple(sorted({crop, round(crop * 8 / 7), round(crop * 9 / 7)}))
 
 
-def default_view(model: nn.Module, mode: str = "center", **overrides) -> ViewSpec:
-    """A ``ViewSpec`` with the defaults for ``model`` (its crop and ``default_scales``)."""
-    crop = int(overrides.pop("crop", None) or model_crop(model))
-    scales = overrides.pop("scales", None) or default_scales(mode, crop)
-    return ViewSpec(mode=mode, crop=crop, scales=tuple(int(s) for s in scales), **overrides)
+def default_view(model: nn.Module, mode: str = "center", meta: dict[str, Any] | None = None,
+                 **overrides: Any) -> ViewSpec:
+    """A ``ViewSpec`` with the defaults for ``model`` trained as ``meta`` (a checkpoint's
+    metadata) says: its training crop, the centre view at its evaluation resize
+    (``eval_resize``, e.g. 256 for 224 crops), else :func:`default_scales`; the dense window
+    is the feature-map side of a training-crop view."""
+    crop = int(overrides.pop("crop", None) or model_crop(model, meta))
+    scales = overrides.pop("scales", None)
+    if not scales:
+        resize = (meta or {}).get("eval_resize")
+        scales = (int(resize),) if mode == "center" and resize else default_scales(mode, crop)
+    window = overrides.pop("window", None) or dense_window(model, crop)
+    return ViewSpec(mode=mode, crop=crop, scales=tuple(int(s) for s in scales), window=window,
+                    **overrides)
 
 
 def _probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +262,8 @@ def predict(
                 p = ten_crop_scores(model, x, view.crop, int(s), normalize)
             else:
                 p = dense_scores(model, x, scales=(int(s),), flip=view.flip,
-                                 window_batch=view.window_batch, normalize=normalize)
+                                 window_batch=view.window_batch, normalize=normalize,
+                                 window=view.window)
             acc = p if acc is None else acc + p
         p = acc / len(view.scales)
         if out is None:
