@@ -13,7 +13,7 @@ import torch
 
 from rectifiers.experiments import depth, relu_vs_prelu, reproduce, signal_prop, xor
 from rectifiers.experiments.report import VERDICTS, Section, markdown_table, write_report
-from rectifiers.experiments.runs import FitSettings, fit, load_data, seeded_model
+from rectifiers.experiments.runs import heldout_batches, open_data, run_config, train_run
 
 # --------------------------------------------------------------------------- XOR
 
@@ -95,14 +95,28 @@ def test_signal_experiment_writes_table_and_plot(tmp_path):
 # --------------------------------------------------------------------------- training runs
 
 
-def test_fit_is_deterministic_under_a_seed():
-    data = load_data(64, 32, source="synthetic")
-    fs = FitSettings(epochs=1, batch_size=16, lr=0.01)
-    errs = []
-    for _ in range(2):
-        m = seeded_model("plain_small", 5, "relu", "he", depth=5, width=2, drop_rate=0.0)
-        errs.append(fit(m, data, fs, seed=5).step_loss)
-    assert errs[0] == errs[1]
+def test_engine_runs_are_deterministic_under_a_seed_and_see_the_same_images():
+    """Experiment runs go through the engine (rectifiers.train.train): one seed, one result."""
+    train_set, test_set = open_data(64, 32, source="synthetic")
+    assert open_data(64, 32, source="synthetic")[0] is train_set  # opened once per process
+    cfg = run_config(model="plain_small", act="relu", init="he", seed=5, epochs=1,
+                     batch_size=16, lr=0.01, sched="constant",
+                     model_kwargs={"depth": 5, "width": 2})
+    runs = [train_run(cfg, train_set, test_set) for _ in range(2)]
+    assert runs[0].step_loss == runs[1].step_loss and len(runs[0].step_loss) == 4
+    assert len(runs[0].test_err) == 2 and not runs[0].diverged
+    other = train_run(dataclasses.replace(cfg, seed=6), train_set, test_set)
+    assert other.step_loss != runs[0].step_loss
+    # observers see the test images normalised exactly as the engine normalises them
+    from rectifiers.train import train
+
+    result = train(cfg, train_set=train_set, val_set=test_set)
+    held = heldout_batches(train_set, test_set)
+    assert sum(len(x) for x in held) == 32
+    from rectifiers.data import build_loader
+
+    ref = build_loader(test_set, 500, train=False, normalization=result.normalization)
+    assert torch.equal(held[0], next(iter(ref))[0])
 
 
 def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
@@ -215,3 +229,16 @@ def test_report_numbers_sections_in_the_order_given(tmp_path):
     numbers = [s["number"] for s in json.loads((tmp_path / "results.json").read_text())[
         "sections"]]
     assert numbers == [1, 2]
+
+
+@pytest.mark.parametrize("case", ["out_is_file", "no_data"])
+def test_cli_bad_out_dir_or_missing_data_is_one_message_before_any_work(tmp_path, capsys, case):
+    out = tmp_path / "out"
+    argv = ["depth", "--quick", "--out-dir", str(out), "--data-dir", str(tmp_path / "nowhere")]
+    if case == "out_is_file":
+        out.write_text("x")
+    assert reproduce.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert (str(out) if case == "out_is_file" else "nowhere") in err
+    assert not (tmp_path / "out" / "report.md").exists() if case == "no_data" else True

@@ -7,9 +7,11 @@ N(0, 1/n) loses a factor 1/2 of variance per ReLU layer (Eq. 9), so after L laye
 signal is scaled by 2^(-L/2): ~2^-11 at 22 layers, ~2^-15 at 30.
 
 Here: ``plain_small`` (all convs 3x3, no BN, no skip; ``depth`` counts convs + 3 fc) with
-ReLU on a Fashion-MNIST subset, SGD with a constant lr (the paper's first epochs are at a
-constant 0.01; the quick setting uses 0.003, see ``DepthSettings``), per-epoch test error for
-several seeds, and the gradient norm of the first conv layer at every step.
+ReLU on a Fashion-MNIST subset, trained by the engine (:mod:`rectifiers.experiments.runs`:
+the step, clipping and divergence guard of ``rectifiers train``) with a constant lr (the
+paper's first epochs are at a constant 0.01; the quick setting uses 0.003, see
+``DepthSettings``), per-epoch test error for several seeds, and the gradient norm of the first
+conv layer at every step (of the loss alone, before clipping).
 
 Verdict: the experiment can only discriminate if He itself converges at the deeper depth; if
 it does not, the run is "not testable at this scale" (it says nothing about Xavier), unless
@@ -31,14 +33,9 @@ from rectifiers.experiments.report import (
     new_figure,
     save_figure,
 )
-from rectifiers.experiments.runs import (
-    FitSettings,
-    first_and_last_conv,
-    fit,
-    load_data,
-    seeded_model,
-)
+from rectifiers.experiments.runs import first_conv, open_data, run_config, train_run
 from rectifiers.experiments.stats import summarize
+from rectifiers.train import StepInfo, TrainConfig
 
 INITS: tuple[str, ...] = ("he", "xavier")
 COLORS = {"he": "tab:red", "xavier": "tab:blue"}  # the paper's Fig. 2/3 colours
@@ -104,15 +101,27 @@ def depth_verdict(he_deep: float, xa_deep: float, he_shallow: float, xa_shallow:
     return "not reproduced"
 
 
-def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: str | None = None,
-        progress: Callable[[str], None] = print) -> Section:
+def _conv1_grad_norm(info: StepInfo, clip: float | None) -> float:
+    """||dE/dW_conv1|| of this step's loss, before the engine's gradient clipping.
+
+    The hook sees the clipped gradients; ``clip_grad_norm_`` scaled every gradient by
+    ``clip / (total + 1e-6)`` when the total norm (``info.grad_norm``) exceeded ``clip``, so
+    dividing by that factor gives the loss's own gradient back.
+    """
+    norm = float(first_conv(info.model).weight.grad.norm())
+    if clip and info.grad_norm > clip:
+        norm /= clip / (info.grad_norm + 1e-6)
+    return norm
+
+
+def run(settings: DepthSettings, out_dir: str | Path, command: str, *,
+        data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
     """Train every (depth, init, seed); write ``depth_curves.png``, ``depth_grads.png``."""
     t0 = time.perf_counter()
     out = Path(out_dir)
-    data = load_data(settings.n_train, settings.n_test, data_dir, settings.data_source)
-    chance = 1.0 - 1.0 / data.num_classes
-    fs = FitSettings(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr,
-                     sched="constant")
+    train_set, test_set = open_data(settings.n_train, settings.n_test, data_dir,
+                                    settings.data_source)
+    chance = 1.0 - 1.0 / test_set.num_classes
     curves: dict[tuple[int, str], list[list[float]]] = {}
     grads: dict[tuple[int, str], list[list[float]]] = {}
     n_runs = len(settings.depths) * len(INITS) * settings.seeds
@@ -120,20 +129,20 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
     for depth in settings.depths:
         for init in INITS:
             for seed in range(settings.seeds):
-                model = seeded_model("plain_small", seed, "relu", init, depth=depth,
-                                     width=settings.width, drop_rate=0.0)
-                conv1, _ = first_and_last_conv(model)
+                cfg = run_config(model="plain_small", act="relu", init=init, seed=seed,
+                                 epochs=settings.epochs, batch_size=settings.batch_size,
+                                 lr=settings.lr, sched="constant", dropout=0.0,
+                                 model_kwargs={"depth": depth, "width": settings.width})
                 g: list[float] = []
-
-                def record(_step: int, _m, conv1=conv1, g=g) -> None:
-                    g.append(float(conv1.weight.grad.norm()))
-
-                res = fit(model, data, fs, seed, on_step=record)
+                res = train_run(cfg, train_set, test_set,
+                                on_step=lambda info, g=g, c=cfg.grad_clip: g.append(
+                                    _conv1_grad_norm(info, c)))
                 curves.setdefault((depth, init), []).append(res.test_err)
                 grads.setdefault((depth, init), []).append(g)
                 done += 1
                 progress(f"  depth {depth:>2} {init:<6} seed {seed}: test error "
-                         f"{res.test_err[0]:.3f} -> {res.test_err[-1]:.3f} "
+                         f"{res.test_err[0]:.3f} -> {res.test_err[-1]:.3f}"
+                         f"{' (diverged)' if res.diverged else ''} "
                          f"({res.seconds:.0f} s, {done}/{n_runs})")
 
     # ---- plots: error curves (one panel per depth) and conv1 gradient norms (log scale)
@@ -221,9 +230,11 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, data_dir: st
         setup=(f"`plain_small` (3x3 convs, no BN, no skip, width {settings.width}/"
                f"{2 * settings.width}, dropout off) with ReLU, depths {settings.depths}; "
                f"{settings.n_train} Fashion-MNIST training images, test error on "
-               f"{settings.n_test} test images; SGD lr {settings.lr} (constant), momentum 0.9, "
-               f"wd 5e-4, batch {settings.batch_size}, {settings.epochs} epochs, "
-               f"{settings.seeds} seeds."),
+               f"{settings.n_test} test images (the same for every run); trained by the engine "
+               f"of `rectifiers train` (fp32, no augmentation): SGD lr {settings.lr} "
+               f"(constant), momentum 0.9, wd 5e-4, gradient clipping at norm "
+               f"{TrainConfig().grad_clip:g}, batch {settings.batch_size}, {settings.epochs} "
+               f"epochs, {settings.seeds} seeds."),
         result=result, tables=[table], plots=["depth_curves.png", "depth_grads.png"],
         verdict=verdict, verdict_note=note, command=command, data=data_out,
         seconds=time.perf_counter() - t0,

@@ -43,8 +43,9 @@ from rectifiers.experiments.report import (
     plain_log_ticks,
     save_figure,
 )
-from rectifiers.experiments.runs import FitSettings, fit, load_data, seeded_model
+from rectifiers.experiments.runs import heldout_batches, open_data, run_config, train_run
 from rectifiers.experiments.stats import compare, summarize
+from rectifiers.train import TrainConfig
 
 # name -> (registry activation, its keywords, label)
 ACTS: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -109,11 +110,13 @@ class RunCache:
 _CACHE = RunCache()
 
 
-def _dead_summary(model: torch.nn.Module, x: torch.Tensor, batch: int = 500) -> dict[str, float]:
-    """Units-weighted zero / never-active fractions over all activation layers on ``x``."""
+def _dead_summary(model: torch.nn.Module, batches: list[torch.Tensor]) -> dict[str, float]:
+    """Units-weighted zero / never-active fractions over all activation layers on ``batches``
+    (held-out images, normalised as training normalises), in eval mode."""
     was = model.training
     model.eval()
-    rows = dead_unit_rates(model, (x[i:i + batch] for i in range(0, len(x), batch)))
+    device = next(model.parameters()).device
+    rows = dead_unit_rates(model, (x.to(device) for x in batches))
     model.train(was)
     units = sum(r["units"] for r in rows)
     sites = activation_sites(model)
@@ -142,20 +145,24 @@ def train_runs(acts: tuple[str, ...], settings: RunSettings, data_dir: str | Non
             key = (settings, act, seed)
             if key not in _CACHE.runs:
                 if data is None:
-                    data = load_data(settings.n_train, settings.n_test, data_dir,
-                                     settings.data_source)
+                    train_set, test_set = open_data(settings.n_train, settings.n_test,
+                                                    data_dir, settings.data_source)
+                    data = (train_set, test_set, heldout_batches(train_set, test_set))
                 name, kw, _ = ACTS[act]
-                model = seeded_model("prelunet_small", seed, name, "he", act_kwargs=kw or None,
-                                     widths=settings.widths, fc_dim=settings.fc_dim)
-                dead: list[dict[str, float]] = []
-                fs = FitSettings(epochs=settings.epochs, batch_size=settings.batch_size,
+                model_kwargs: dict[str, Any] = {"widths": settings.widths,
+                                                "fc_dim": settings.fc_dim}
+                if kw:
+                    model_kwargs["act_kwargs"] = kw
+                cfg = run_config(model="prelunet_small", act=name, init="he", seed=seed,
+                                 epochs=settings.epochs, batch_size=settings.batch_size,
                                  lr=settings.lr, sched="cosine",
-                                 warmup_epochs=settings.warmup_epochs)
-                x_held = data.x_test
-                res = fit(model, data, fs, seed,
-                          on_epoch=lambda _e, m, dead=dead, x=x_held: dead.append(
-                              _dead_summary(m, x)))
-                _CACHE.runs[key] = Run(act, seed, res.test_err, learned_slopes(model), dead,
+                                 warmup_epochs=settings.warmup_epochs,
+                                 model_kwargs=model_kwargs, dropout=None)
+                dead: list[dict[str, float]] = []
+                res = train_run(cfg, data[0], data[1],
+                                on_epoch=lambda _e, m, dead=dead, held=data[2]: dead.append(
+                                    _dead_summary(m, held)))
+                _CACHE.runs[key] = Run(act, seed, res.test_err, learned_slopes(res.model), dead,
                                        res.seconds, res.diverged)
                 done += 1
                 progress(f"  {ACTS[act][2]:<31} seed {seed}: test error "
@@ -169,9 +176,11 @@ def _setup(settings: RunSettings) -> str:
             f"{settings.widths[1]} -> pool -> 2x conv {settings.widths[2]} -> SPP{{3,2,1}} -> "
             f"fc {settings.fc_dim} x2 (dropout 0.5) -> fc 10), He init (Eq. 14 with the "
             f"(1+a²) factor of Eq. 15); {settings.n_train} Fashion-MNIST training images, "
-            f"test error on {settings.n_test} test images; SGD momentum 0.9, lr "
+            f"test error on {settings.n_test} test images (the same for every run); trained "
+            f"by the engine of `rectifiers train` (fp32, no augmentation): SGD momentum 0.9, lr "
             f"{settings.lr} cosine after a {settings.warmup_epochs:g}-epoch linear warm-up, "
-            f"wd 5e-4 (none on slopes), batch {settings.batch_size}, "
+            f"wd 5e-4 (none on slopes), gradient clipping at norm "
+            f"{TrainConfig().grad_clip:g}, batch {settings.batch_size}, "
             f"{settings.epochs} epochs, {settings.seeds} paired seeds.")
 
 

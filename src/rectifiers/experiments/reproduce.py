@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import shlex
 import sys
 import time
@@ -32,8 +33,11 @@ from pathlib import Path
 
 import torch
 
+from rectifiers.data import DatasetError, open_dataset
+from rectifiers.errors import ConfigError, UserError, debug_enabled
 from rectifiers.experiments.registry import EXPERIMENTS as REGISTRY
 from rectifiers.experiments.report import Section, format_summary, write_report
+from rectifiers.experiments.runs import open_data
 
 EXPERIMENTS: tuple[str, ...] = tuple(REGISTRY)
 
@@ -59,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per configuration for signal/depth/relu-vs-prelu/slopes/dead "
                         "(default: the mode's; XOR keeps its own hundreds of seeds)")
-    p.add_argument("--out", default=None,
-                   help="output directory (default: reports/<mode>)")
+    p.add_argument("--out-dir", "--out", dest="out", default=None,
+                   help="output directory (default: reports/<mode>); --out is an alias")
     p.add_argument("--data-dir", default=None,
                    help="Fashion-MNIST directory (default: $RECTIFIERS_DATA or "
                         "/usr/share/datasets/fashion-mnist)")
@@ -85,17 +89,20 @@ def _command(exp: str, args: argparse.Namespace) -> str:
     if args.seeds is not None:
         parts += ["--seeds", str(args.seeds)]
     if args.out is not None:
-        parts += ["--out", args.out]
+        parts += ["--out-dir", args.out]
     return shlex.join(parts)
 
 
 def run(names: list[str], args: argparse.Namespace) -> tuple[list[Section], Path, float]:
     """Run the experiments ``names``; write the report; return sections, path, wall time."""
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    out = Path(args.out or f"reports/{args.mode}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = _prepare_out(Path(args.out or f"reports/{args.mode}"))
     experiments = [REGISTRY[n] for n in names]
     data_source = _smoke_source(args) if args.mode == "smoke" else "fashion_mnist"
+    for exp in experiments:  # a missing or damaged data set fails now, not after minutes
+        if exp.trains:
+            st = exp.presets[args.mode]
+            open_data(st.n_train, st.n_test, args.data_dir, data_source)
     remaining = sum(e.estimate_s[args.mode] for e in experiments)
     sections: list[Section] = []
 
@@ -120,21 +127,34 @@ def run(names: list[str], args: argparse.Namespace) -> tuple[list[Section], Path
     all_cmd = shlex.join(["rectifiers", "reproduce"] + ([] if names == list(EXPERIMENTS)
                                                         else names) + [f"--{args.mode}"]
                          + (["--seeds", str(args.seeds)] if args.seeds is not None else [])
-                         + (["--out", args.out] if args.out is not None else []))
+                         + (["--out-dir", args.out] if args.out is not None else []))
     path = write_report(sections, out, title="Delving Deep into Rectifiers: reproduction report",
                         command=all_cmd, mode=args.mode, wall_seconds=wall,
                         cpu_seconds=time.process_time() - cpu_start)
     return sections, path, wall
 
 
+def _prepare_out(out: Path) -> Path:
+    """Create the output directory; a file in the way or no write permission is a user error,
+    reported before any experiment runs."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out-dir {out} is an existing file, not a directory; choose a "
+                          "directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out-dir {out}: cannot create it ({exc.strerror or exc}); choose "
+                          "a writable directory") from exc
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out-dir {out} is not writable; choose a writable directory")
+    return out
+
+
 def _smoke_source(args: argparse.Namespace) -> str:
     """Smoke runs use Fashion-MNIST when present, else the synthetic set (no download)."""
-    from rectifiers.data.fashion_mnist import load_fashion_mnist
-    from rectifiers.data.idx import DatasetError
-
     try:
-        load_fashion_mnist(args.data_dir, "test")
-    except (DatasetError, OSError):
+        open_dataset("fashion_mnist", "test", args.data_dir)
+    except DatasetError:
         return "synthetic"
     return "fashion_mnist"
 
@@ -157,13 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     flush = torch.set_flush_denormal(True)
     try:
         sections, path, wall = run(names, args)
-    except Exception as e:  # a clear one-line error, not a traceback, for data problems
-        from rectifiers.data.idx import DatasetError
-
-        if isinstance(e, DatasetError):
-            print(f"rectifiers reproduce: {e}", file=sys.stderr)
-            return 2
-        raise
+    except UserError as e:  # bad input or data: one message, no traceback
+        if debug_enabled():
+            raise
+        print(f"rectifiers reproduce: error: {e}", file=sys.stderr)
+        return 2
     finally:
         if flush:
             torch.set_flush_denormal(False)
