@@ -233,3 +233,34 @@ def test_truncated_file_is_a_checkpoint_error(tmp_path):
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(CheckpointError, match=r"c\.safetensors"):
         load_model(path)
+
+
+def _rewrite_header(path, change):
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        header = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    change(header)
+    save_file(tensors, str(path), metadata=header)
+
+
+def test_edited_metadata_fails_the_checksum(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"model": _model().state_dict()}, _meta())
+
+    def edit(header):
+        meta = json.loads(header["meta"])
+        meta["normalization"] = {"mean": [0.0], "std": [100.0]}
+        header["meta"] = json.dumps(meta, sort_keys=True)
+
+    _rewrite_header(path, edit)
+    for read in (read_meta, load_model, load_checkpoint):
+        with pytest.raises(CheckpointError, match=r"c\.safetensors fails its checksum: its meta"):
+            read(path)
+
+
+def test_a_version_2_file_whose_checksums_were_removed_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "c.safetensors", {"model": _model().state_dict()}, _meta())
+    _rewrite_header(path, lambda h: h.pop("sha256"))
+    with pytest.raises(CheckpointError, match=r"c\.safetensors is damaged: .* no 'sha256'"):
+        load_model(path)

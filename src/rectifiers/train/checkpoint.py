@@ -9,7 +9,8 @@ Format (``FORMAT``, version 2). A checkpoint is a single ``.safetensors`` file:
   ``state`` (JSON skeleton of the nested state in which each tensor is replaced by
   ``{"__tensor__": key}``), ``contents`` (``"training"``: everything needed to resume, or
   ``"weights"``: the model only) and ``sha256`` (JSON ``{key: hex digest}`` of every tensor's
-  dtype, shape and bytes).
+  dtype, shape and bytes, plus ``"__header__"``: the digest of ``contents``, ``meta`` and
+  ``state``).
 
 Two kinds of checkpoint, as in timm: ``checkpoint-last`` holds the full training state (model,
 optimiser momentum, grad scaler, schedule, every rank's RNG and data-loader position) and is
@@ -17,10 +18,11 @@ what ``--resume`` continues bit-exactly; ``checkpoint-best`` holds only what eva
 export need (the weights and the metadata), so a run costs one full state plus one model, not
 two full states. :func:`load_model` (eval, export) reads either kind.
 
-Integrity: every load recomputes the digests of the tensors it reads and refuses a file whose
-tensors differ from the ones written (damaged or edited), whose state names a tensor the file
-lacks, or whose model weights are not finite -- each with one :class:`CheckpointError` naming
-the file. The digests detect accidents and naive edits, not a forger who rewrites them too.
+Integrity: every load recomputes the digests of the header and of the tensors it reads and
+refuses a file whose metadata or tensors differ from the ones written (damaged or edited),
+whose state names a tensor the file lacks, or whose model weights are not finite -- each with
+one :class:`CheckpointError` naming the file. The digests detect accidents and naive edits,
+not a forger who rewrites them too.
 Version-1 files (no digests) still load, with a :class:`CheckpointWarning`.
 
 Writing: the file is written by this module (header, then each tensor's bytes straight from
@@ -167,6 +169,17 @@ def _digest(t: torch.Tensor) -> str:
     return h.hexdigest()
 
 
+_HEADER_KEY = "__header__"  # the digest of the header's own entries (tensor keys start with /)
+
+
+def _header_digest(header: dict[str, str]) -> str:
+    """sha256 of the header entries that describe the state: contents, meta, state."""
+    h = hashlib.sha256()
+    for k in ("contents", "meta", "state"):
+        h.update(f"{k}\0{header.get(k, '')}\0".encode())
+    return h.hexdigest()
+
+
 def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor],
                        metadata: dict[str, str]) -> None:
     """Write a safetensors file (8-byte header length, JSON header, tensor bytes)."""
@@ -242,8 +255,10 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], meta: dict[s
         "contents": contents,
         "meta": json.dumps(meta, sort_keys=True),
         "state": json.dumps(skeleton),
-        "sha256": json.dumps({k: _digest(t) for k, t in tensors.items()}, sort_keys=True),
     }
+    digests = {k: _digest(t) for k, t in tensors.items()}
+    digests[_HEADER_KEY] = _header_digest(header)
+    header["sha256"] = json.dumps(digests, sort_keys=True)
     with atomic_path(path) as tmp:
         _write_safetensors(tmp, tensors, header)
     return path
@@ -299,9 +314,15 @@ def _header(p: Path) -> dict[str, str]:
     if version > VERSION:
         raise CheckpointError(f"{p} has checkpoint version {version}; "
                               f"this rectifiers reads up to {VERSION}: upgrade rectifiers")
-    for field in ("meta", "state"):
+    for field in ("meta", "state") + (("sha256", "contents") if version >= 2 else ()):
         if field not in header:
             raise CheckpointError(f"{p} is damaged: its header has no '{field}' entry")
+    if version >= 2:
+        digests = _json(header, "sha256", p)
+        if not isinstance(digests, dict) or digests.get(_HEADER_KEY) != _header_digest(header):
+            raise CheckpointError(
+                f"{p} fails its checksum: its metadata is not what was written (the file was "
+                "damaged or modified). Use another checkpoint")
     return header
 
 
