@@ -5,7 +5,9 @@ Two levels, because they answer different questions:
 * **activation level** (:func:`measure_activation_costs`): forward + backward of the activation
   alone on one feature map. Isolates the kernel cost.
 * **model level** (:func:`measure_model_costs`): one full SGD step (forward, loss, backward,
-  update) of the same network built with each activation. This is what a user pays. It also
+  clipping, update) of the same network built with each activation, taken by the training
+  engine's own :func:`rectifiers.train.train_step` with its optimiser settings (momentum 0.9,
+  weight decay not on slopes, the default gradient clipping). This is what a user pays. It also
   gets memory right: in ``conv -> act -> conv`` the next conv saves the activation's *output*
   anyway, so an activation that saves its output (ReLU, ELU) adds nothing at model level,
   while one that saves its input (GELU, SiLU, PReLU) keeps a second feature-map-sized tensor
@@ -32,6 +34,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from rectifiers.nn import make_activation
+from rectifiers.optim import param_groups
+from rectifiers.train import TrainConfig, train_step
 
 __all__ = [
     "ActivationCost",
@@ -203,9 +209,15 @@ def measure_model_costs(
     device: str | torch.device = "cpu",
     lr: float = 0.01,
     seed: int = 0,
+    recipe: TrainConfig | None = None,
 ) -> list[ActivationCost]:
     """Time of one SGD training step and bytes saved for backward, per model, relative to
     ``reference``.
+
+    The step is :func:`rectifiers.train.train_step` with the optimiser of ``rectifiers train``
+    built from ``recipe`` (momentum, weight decay, gradient clipping, amp; default
+    ``TrainConfig(amp="none")``, i.e. ``rectifiers train``'s defaults in fp32; its lr is
+    replaced by ``lr``). Saved bytes are counted without autocast.
 
     ``builders``: name -> zero-argument function returning the model built with that
     activation (same architecture otherwise). ``input_shape`` includes the batch dimension.
@@ -221,13 +233,16 @@ def measure_model_costs(
     models = {name: build().to(dev) for name, build in builders.items()}
     saved = {name: model_saved_bytes(m, x, y) for name, m in models.items()}
 
+    cfg = recipe or TrainConfig(amp="none")
+
     def make_step(m: nn.Module) -> Callable[[], None]:
-        opt = torch.optim.SGD(m.parameters(), lr=lr, momentum=0.9)
+        opt = torch.optim.SGD(param_groups(m, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
+                              nesterov=cfg.nesterov)
+        m.train()
 
         def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(m(x), y).backward()
-            opt.step()
+            train_step(m, x, y, opt, amp=cfg.amp, grad_clip=cfg.grad_clip,
+                       label_smoothing=cfg.label_smoothing)
         return step
 
     steps = {name: make_step(m) for name, m in models.items()}
@@ -238,8 +253,6 @@ def measure_model_costs(
 
 def _build_acts(acts: Mapping[str, nn.Module] | Sequence[str], channels: int,
                 reference: str) -> dict[str, nn.Module]:
-    from rectifiers.nn import make_activation
-
     if isinstance(acts, Mapping):
         modules = dict(acts)
     else:

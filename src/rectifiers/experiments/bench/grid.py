@@ -89,9 +89,12 @@ class BenchSettings:
     augment: str = "none"  # augmentation preset of rectifiers.data ("none": short runs)
     amp: str = "none"
     channels_last: bool = True
-    test_subset: int = 0  # test examples used (first n of the official test set); 0 = all
+    test_subset: int = 0  # test examples used (open_dataset's seed-0 subset); 0 = all
     data_dir: str | None = None
     device: str = "auto"  # not compared on resume: the same grid may continue on a GPU
+    # How subsets are drawn (rectifiers.data.open_dataset's rule); a directory written with
+    # another rule (first n test images, before it existed) is refused on resume.
+    data_rule: str = "open_dataset"
 
     _NOT_COMPARED = ("data_dir", "device")
 

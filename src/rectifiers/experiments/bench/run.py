@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from rectifiers.analysis.dead_units import DeadUnitTracker
-from rectifiers.data import FashionMNIST, build_loader
+from rectifiers.data import build_loader, open_dataset
 from rectifiers.experiments.bench.grid import BenchSettings, Grid, RunSpec
 from rectifiers.experiments.bench.store import (
     CSV_NAME,
@@ -28,6 +28,7 @@ from rectifiers.experiments.bench.store import (
     row_key,
     save_preds,
 )
+from rectifiers.runtime import autocast
 from rectifiers.train import DivergenceError, TrainConfig, train
 
 __all__ = ["RunOutcome", "run_cell", "run_grid"]
@@ -51,9 +52,10 @@ class RunOutcome:
 def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
     """Train one run in-process with ``rectifiers.train.train`` and evaluate it on the test set.
 
-    The test set is the first ``settings.test_subset`` examples of the official test split
-    (all 10000 if 0), in order and the same for every run, so predictions of two seeds can be
-    compared example by example; it is normalised exactly as training normalised its inputs.
+    The test set is ``settings.test_subset`` examples of the official test split (all 10000
+    if 0; :func:`_test_set`), in order and the same for every run, so predictions of two
+    seeds can be compared example by example; it is normalised exactly as training
+    normalised its inputs.
 
     ``diverged``: training stopped on a non-finite loss (``DivergenceError``) or a weight is
     not finite. Such a run counts as a chance-level classifier (accuracy 1/classes, predictions
@@ -114,26 +116,25 @@ def _final_train_loss(result: Any) -> float:
 
 
 def _test_set(settings: BenchSettings) -> Any:
-    """The fixed test set (first ``test_subset`` examples) every run is scored on."""
-    test = FashionMNIST(settings.data_dir, "test")
-    if settings.test_subset:
-        test.images = test.images[: settings.test_subset]
-        test.labels = test.labels[: settings.test_subset]
-    return test
+    """The fixed test set every run is scored on: ``test_subset`` examples (0: all) by the
+    one subset rule of :func:`rectifiers.data.open_dataset` with data seed 0, in split order,
+    the same for every run of the directory."""
+    return open_dataset("fashion_mnist", "test", settings.data_dir,
+                        settings.test_subset or None, seed=0)
 
 
 def _predict(model: Any, loader: Any, device: Any, settings: BenchSettings,
              ) -> tuple[np.ndarray, float, float]:
-    """Top-1 predictions over ``loader`` and the dead-unit rates seen meanwhile."""
+    """Top-1 predictions over ``loader`` and the dead-unit rates seen meanwhile (the engine's
+    ``evaluate`` gives metrics only; this pass keeps every prediction for the disagreement)."""
     model.eval()
-    amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(settings.amp)
     out: list[torch.Tensor] = []
     with torch.no_grad(), DeadUnitTracker(model) as tracker:
         for x, _ in loader:
             x = x.to(device)
             if settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            with autocast(device, settings.amp):
                 out.append(model(x).float().argmax(1).cpu())
     rows = tracker.summary()
     units = np.array([r["units"] for r in rows], dtype=np.float64)

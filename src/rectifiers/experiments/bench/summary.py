@@ -27,6 +27,7 @@ from rectifiers.experiments.bench.store import (
 )
 from rectifiers.files import atomic_write_text
 from rectifiers.models import create_model
+from rectifiers.train import TrainConfig
 
 __all__ = ["measure_bench_costs", "summarize_dir"]
 
@@ -102,14 +103,19 @@ def measure_bench_costs(acts: Sequence[str], settings: BenchSettings, depth: int
         return lambda: create_model(settings.model, num_classes=10, in_chans=1, act=act,
                                     init="he", depth=depth, width=width)
 
+    # the bench's own recipe for the step (fp16 needs CUDA: timed in fp32 elsewhere)
+    amp = settings.amp if settings.amp != "fp16" or device.startswith("cuda") else "none"
+    recipe = TrainConfig(weight_decay=settings.weight_decay, amp=amp)
     model_costs = measure_model_costs({a: builder(a) for a in acts}, (batch, 1, 28, 28), 10,
-                                      repeats=repeats, warmup=warmup, device=device)
+                                      repeats=repeats, warmup=warmup, device=device,
+                                      lr=settings.lr, recipe=recipe)
     act_shape = (batch, width, 14, 14)  # conv1 is 3x3/2: the first maps are 14x14
     act_costs = measure_activation_costs(acts, act_shape, repeats=2 * repeats, warmup=warmup,
                                          device=device)
     return {
         "meta": {"model": settings.model, "depth": depth, "width": width, "batch": batch,
-                 "act_shape": list(act_shape), "device": device, "repeats": repeats},
+                 "act_shape": list(act_shape), "device": device, "repeats": repeats,
+                 "amp": amp},
         "model": [c.as_dict() for c in model_costs],
         "activation": [c.as_dict() for c in act_costs],
     }
