@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -116,3 +118,98 @@ def test_dynamo_onnx_exporter_also_gives_prelu(tmp_path):
     path = export_onnx(m, tmp_path / "d.onnx", SIZE, dynamo=True)
     assert onnx_op_types(path)["PRelu"] == 7
     check_export(m, path, "onnx", SIZE)
+
+
+# ------------------------------------------------------------------ defaults and bad input
+def _ck(tmp_path, name="ck.safetensors", **meta_extra):
+    from rectifiers.train.checkpoint import save_checkpoint
+
+    kwargs = {"widths": [8, 12, 16], "fc_dim": 32}
+    meta = {"model": "prelunet_small", "model_kwargs": kwargs, "num_classes": 10,
+            "in_chans": 1, "act": "prelu", "init": "he", "image_size": 28,
+            "normalization": {"kind": "standardize", "mean": [0.286], "std": [0.353],
+                              "scale": 1 / 255}}
+    meta.update(meta_extra)
+    return save_checkpoint(tmp_path / name, {"model": _model().state_dict()}, meta)
+
+
+def test_input_size_comes_from_the_checkpoint_and_a_mean_image_is_summarised(tmp_path, capsys):
+    """A prelunet_small (class default 28 px) trained at 40 px exports at 40, and its 1x40x40
+    mean image is printed as a shape and range, not as 1600 numbers."""
+    import onnx
+
+    from rectifiers.cli import main as cli
+
+    mean = torch.rand(1, 40, 40, generator=torch.Generator().manual_seed(0))
+    ck = _ck(tmp_path, image_size=40,
+             normalization={"kind": "mean_image", "mean": mean.tolist(), "scale": 1 / 255})
+    assert cli(["export", str(ck), "--out", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "(N, 1, 40, 40)" in out and "mean=image 1x40x40" in out
+    assert len(out) < 1000  # no mean image as text
+    graph = onnx.load(str(tmp_path / "m.onnx")).graph
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
+    assert dims == [1, 40, 40]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--input-size", "1", "0", "0"], "--input-size needs C H W >= 1, got 1 0 0"),
+    (["--input-size", "3", "28", "28"], "--input-size has 3 channel(s) but the model takes 1"),
+    (["--input-size", "1", "3", "3"], "--input-size 3 is too small"),
+    (["--rtol", "nan"], "--rtol must be a finite number"),
+])
+def test_bad_export_flags(tmp_path, capsys, argv, needle):
+    from rectifiers.cli import main as cli
+
+    ck = _ck(tmp_path)
+    assert cli(["export", str(ck), "--format", "torchscript", "--out",
+                str(tmp_path / "m.pt"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1, err
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_export_to_a_directory_or_an_unwritable_path(tmp_path, capsys):
+    from rectifiers.cli import main as cli
+
+    ck = _ck(tmp_path)
+    (tmp_path / "dir").mkdir()
+    assert cli(["export", str(ck), "--format", "torchscript", "--out",
+                str(tmp_path / "dir")]) == 2
+    assert f"--out {tmp_path / 'dir'} is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert cli(["export", str(ck), "--format", "torchscript", "--out",
+                str(blocker / "m.pt")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocker / 'm.pt'}: cannot write" in err and blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_export_into_a_read_only_directory(tmp_path, capsys):
+    from rectifiers.cli import main as cli
+
+    ck = _ck(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc = cli(["export", str(ck), "--format", "torchscript", "--out", str(ro / "m.pt")])
+    finally:
+        ro.chmod(0o755)
+    assert rc == 2 and "--out" in capsys.readouterr().err
+
+
+def test_export_user_error_in_a_subprocess_has_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ck = _ck(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+           "RECTIFIERS_NO_CPP": "1"}
+    env.pop("RECTIFIERS_DEBUG", None)
+    r = subprocess.run([sys.executable, "-m", "rectifiers", "export", str(ck), "--input-size",
+                        "1", "0", "0"], capture_output=True, text=True, env=env, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in out and "--input-size" in out, out

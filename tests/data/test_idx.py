@@ -151,3 +151,51 @@ def test_real_fashion_mnist_counts_and_balance():
     assert torch.bincount(yt, minlength=10).tolist() == [1000] * 10
     assert 0 <= int(y.min()) and int(y.max()) == 9
     assert int(x.max()) == 255 and int(x.min()) == 0
+
+
+def _damage(root: Path, kind: str) -> str:
+    """Damage the test split of a fake Fashion-MNIST in ``root``; returns the file to name."""
+    _fake_fashion(root)
+    images, labels = root / "t10k-images-idx3-ubyte.gz", root / "t10k-labels-idx1-ubyte.gz"
+    if kind == "truncated_gzip":
+        raw = images.read_bytes()
+        images.write_bytes(raw[: len(raw) // 2])
+    elif kind == "wrong_magic":
+        write_idx(root / "plain", np.zeros((5, 28, 28), np.uint8))
+        raw = bytearray((root / "plain").read_bytes())
+        raw[0] = 0x1F
+        with gzip.open(images, "wb") as f:
+            f.write(bytes(raw))
+    elif kind == "truncated_payload":
+        with gzip.open(images, "wb") as f:
+            f.write(_hand_idx(0x08, (5, 28, 28), bytes(5 * 28 * 28 - 100)))
+    elif kind == "swapped":
+        raw_i, raw_l = images.read_bytes(), labels.read_bytes()
+        images.write_bytes(raw_l)
+        labels.write_bytes(raw_i)
+    elif kind == "label_out_of_range":
+        write_idx(labels, np.array([0, 1, 2, 3, 200], np.uint8))
+        return str(labels)
+    elif kind == "count_mismatch":
+        write_idx(labels, np.zeros(4, np.uint8))
+    elif kind == "not_gzip":
+        write_idx(root / "plain", np.zeros((5, 28, 28), np.uint8))
+        images.write_bytes((root / "plain").read_bytes())  # IDX bytes under a .gz name
+    else:
+        raise AssertionError(kind)
+    return str(images)
+
+
+@pytest.mark.parametrize("kind", ["truncated_gzip", "wrong_magic", "truncated_payload",
+                                  "swapped", "label_out_of_range", "count_mismatch", "not_gzip"])
+def test_damaged_fashion_mnist_is_one_user_error_naming_file_and_fix(tmp_path, kind):
+    from rectifiers.data import open_dataset
+    from rectifiers.errors import UserError
+
+    named = _damage(tmp_path, kind)
+    with pytest.raises(DatasetError) as e:
+        open_dataset("fashion_mnist", "test", tmp_path)
+    msg = str(e.value)
+    assert isinstance(e.value, UserError) and "\n" not in msg
+    assert named in msg and "--data-dir" in msg and "apt-get install" in msg
+    open_dataset("fashion_mnist", "train", tmp_path)  # the undamaged split still opens
