@@ -10,8 +10,6 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from rectifiers.errors import ConfigError, UserError, debug_enabled
 from rectifiers.experiments.bench.grid import PRESETS, BenchSettings, Grid
 from rectifiers.experiments.bench.run import run_grid
@@ -19,6 +17,7 @@ from rectifiers.experiments.bench.store import CSV_NAME, read_rows, row_key
 from rectifiers.experiments.bench.summary import summarize_dir
 from rectifiers.init import list_init_schemes
 from rectifiers.nn import list_activations
+from rectifiers.runtime import resolve_device
 
 __all__ = ["main"]
 
@@ -86,9 +85,7 @@ def _summarize_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return str(resolve_device(device))
 
 
 def _from_args(args: argparse.Namespace) -> tuple[Grid, BenchSettings]:
