@@ -6,7 +6,12 @@ median over rounds after warm-up) so machine load hits all variants alike:
 1. ReLU / LeakyReLU / torch.nn.PReLU / ours (shared, channel-wise, in-place or not; the
    default fused C++ backend ``[cpp]`` and the ``[eager]`` fallback), contiguous and
    channels_last, on a (32, 64, 56, 56) fp32 tensor;
-2. every registered activation (contiguous);
+2. the zoo grid (``--zoo``, the default table of this file since the zoo kernels landed): every
+   registered activation (``make_activation`` defaults, and its ``inplace=True`` form where that
+   changes what is kept), PyTorch's own GELU/ELU/SELU/SiLU/Mish/LeakyReLU/RReLU, on
+   (16, 64, 56, 56) in training mode, fp32 and bf16, contiguous and channels_last; every
+   variant timed once per round, interleaved, and the ratio to the same round's in-place ReLU
+   taken per round: the median of those per-round ratios is robust on a loaded machine;
 3. with ``--focus``: only in-place ReLU vs ours channel-wise ``[cpp]`` (in-place or not), both
    layouts, many interleaved rounds; prints the median of the per-round ratios too (the
    robust number on a loaded machine).
@@ -18,7 +23,8 @@ over in-place ReLU (which keeps only its output, i.e. the input buffer itself).
 Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
-        .venv/bin/python benchmarks/activation_cost.py [--quick] [--compile] [--focus]
+        .venv/bin/python benchmarks/activation_cost.py [--quick] [--compile] [--focus N] \\
+        [--zoo] [--rounds N]
 
 ``--compile`` adds rows for ``set_prelu_backend("compile")`` (costs ~20-30 s per shape to
 compile on a 2-core CPU, needs a C++ compiler).
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -115,9 +122,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--focus", type=int, default=0, metavar="ROUNDS",
                     help="only the focused ReLU_ vs channel-wise [cpp] comparison, ROUNDS rounds")
+    ap.add_argument("--zoo", action="store_true",
+                    help="only the zoo grid (every activation, fp32/bf16, both layouts)")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the zoo grid")
+    ap.add_argument("--only", default="", help="zoo grid: comma-separated activation names")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"CPU: {cpu_model()}")
+    if args.zoo:
+        only = [n for n in args.only.split(",") if n]
+        zoo_grid((4, 16, 28, 28) if args.quick else (16, 64, 56, 56),
+                 2 if args.quick else args.rounds, only)
+        return
     shape = (4, 16, 28, 28) if args.quick else (32, 64, 56, 56)
     rounds, iters, warmup = (2, 2, 1) if args.quick else (9, 3, 2)
     c = shape[1]
@@ -161,13 +178,88 @@ def main() -> None:
     print_table("Table 1: PReLU vs ReLU, forward+backward", run_table(
         variants, shape, rounds, iters, warmup), "ReLU in-place")
 
-    zoo = [("ReLU in-place", torch.contiguous_format, lambda: nn.ReLU(inplace=True))]
-    for name in list_activations():
-        zoo.append((name, torch.contiguous_format,
-                    lambda name=name: make_activation(name, channels=c)))
     set_prelu_backend("cpp")
-    print_table("Table 2: activation zoo (make_activation defaults), forward+backward",
-                run_table(zoo, shape, rounds, iters, warmup), "ReLU in-place")
+    zoo_grid((4, 16, 28, 28) if args.quick else (16, 64, 56, 56), 2 if args.quick else args.rounds,
+             [])
+
+
+def cpu_model() -> str:
+    """``lscpu``'s model name (ratios depend on the CPU kind: state it with every result)."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown (no lscpu)"
+    for line in out.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+# PyTorch's own modules, for the comparison the zoo issue asks for
+NATIVE = {
+    "torch GELU": lambda c: nn.GELU(),
+    "torch GELU(tanh)": lambda c: nn.GELU(approximate="tanh"),
+    "torch ELU": lambda c: nn.ELU(),
+    "torch SELU": lambda c: nn.SELU(),
+    "torch SiLU": lambda c: nn.SiLU(),
+    "torch Mish": lambda c: nn.Mish(),
+    "torch LeakyReLU": lambda c: nn.LeakyReLU(0.01),
+    "torch RReLU": lambda c: nn.RReLU(1 / 8, 1 / 3),
+}
+# activations whose inplace=True keeps less than inplace=False (the others ignore it)
+INPLACE = {"relu", "leaky_relu", "prelu", "prelu_shared", "rrelu", "elu", "selu", "smelu", "helu"}
+
+
+def zoo_variants(c: int, only: list[str]) -> list[tuple[str, Callable[[], nn.Module]]]:
+    out: list[tuple[str, Callable[[], nn.Module]]] = [
+        ("ReLU in-place [torch]", lambda: nn.ReLU(inplace=True))]
+    for name in list_activations():
+        if only and name not in only:
+            continue
+        out.append((name, lambda name=name: make_activation(name, channels=c, inplace=False)))
+        if name in INPLACE:
+            out.append((f"{name} in-place",
+                        lambda name=name: make_activation(name, channels=c, inplace=True)))
+    for label, build in NATIVE.items():
+        if not only or any(label.lower().split()[1].startswith(n.split("_")[0]) for n in only):
+            out.append((label, lambda build=build: build(c)))
+    return out
+
+
+def zoo_grid(shape: tuple[int, ...], rounds: int, only: list[str]) -> None:
+    """Every activation, fp32/bf16 x contiguous/channels_last: per-round ratios to relu_."""
+    torch.manual_seed(0)
+    c = shape[1]
+    mb = 2**20
+    print(f"\nZoo grid: torch {torch.__version__}, threads {torch.get_num_threads()}, input "
+          f"{shape}, training mode, forward+backward net of the input copy; {rounds} "
+          "interleaved rounds after 2 warm-up rounds; ratio = median over rounds of "
+          "(time / same round's in-place ReLU)")
+    for dtype in (torch.float32, torch.bfloat16):
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            base = torch.randn(shape).to(dtype).contiguous(memory_format=fmt)
+            grad = torch.randn_like(base)
+            rows = []
+            for label, build in zoo_variants(c, only):
+                act = build().train()
+                leaf = base.clone().requires_grad_()
+                rows.append((label, make_step(act, leaf, grad), saved_bytes(act, leaf.clone())))
+            times: list[list[float]] = [[] for _ in rows]
+            for r in range(rounds + 2):
+                for i, (_, step, _) in enumerate(rows):
+                    t = step()
+                    if r >= 2:
+                        times[i].append(t)
+            layout = "channels_last" if fmt == torch.channels_last else "contiguous"
+            print(f"\n{str(dtype).replace('torch.', '')}, {layout}")
+            print("| variant | median ms | x relu_ (median per-round ratio) | saved MB "
+                  "| extra MB vs relu_ |")
+            print("|---|---|---|---|---|")
+            ref_kept = rows[0][2][1]
+            for (label, _, (sv, kept)), ts in zip(rows, times, strict=True):
+                ratio = statistics.median(t / t0 for t, t0 in zip(ts, times[0], strict=True))
+                print(f"| {label} | {statistics.median(ts) * 1e3:.2f} | {ratio:.2f} "
+                      f"| {sv / mb:.2f} | {(kept - ref_kept) / mb:.2f} |", flush=True)
 
 
 def focus(shape: tuple[int, ...], rounds: int) -> None:

@@ -1,0 +1,51 @@
+"""The fused C++ CPU kernels of the activation zoo (``rectifiers/csrc/activations_cpu.cpp``).
+
+One library registers ``torch.ops.rectifiers_act.forward`` and ``.backward`` for every zoo
+activation (a functor per activation inside one elementwise template); it is built on first
+use, cached per machine and loaded only from private directories by
+:class:`rectifiers._cpp.Extension`. If it cannot be built, :func:`available` returns ``False``
+and :func:`load_error` says why; :mod:`rectifiers.nn.activations` then warns once and uses its
+portable eager formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rectifiers._cpp import Extension
+
+__all__ = ["available", "load_error", "forward", "backward", "SUPPORTED_DTYPES", "MODES"]
+
+SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+MODES = {"input": 0, "output": 1, "mask": 2}
+EXTENSION = Extension("activations_cpu.cpp")
+
+
+def available() -> bool:
+    """Build (first call only, cached per machine) and load the extension; ``True`` if usable."""
+    return EXTENSION.available()
+
+
+def load_error() -> str | None:
+    """Why the extension is unavailable (``None`` if it loaded or was not tried yet)."""
+    return EXTENSION.load_error()
+
+
+def forward(x: torch.Tensor, kind: int, p: list[float], w: torch.Tensor, lay: tuple[int, int],
+            out: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+    """``out = f(x)`` (``out`` may be ``x``); ``mask`` (bool, x's strides) gets the 1-byte mask
+    of the activations that keep one. ``w``: ``(C,)`` fp32 (fp64 for fp64 ``x``)."""
+    torch.ops.rectifiers_act.forward(x, kind, p, w, lay[0], lay[1], out, mask)
+
+
+def backward(g: torch.Tensor, s: torch.Tensor, kind: int, mode: str, p: list[float],
+             w: torch.Tensor, lay: tuple[int, int], mask: torch.Tensor | None,
+             need_w: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grad_input, dE/dw)``: ``g * f'(s)`` with ``s`` the saved input or output (or the
+    mask); ``dE/dw`` (fp64, ``(C,)``, summed in a fixed order) when ``need_w``."""
+    if g.stride() != s.stride() or g.dtype != s.dtype:
+        g = torch.empty_like(s).copy_(g)  # e.g. an expanded grad from .sum().backward()
+    if mask is not None and mask.stride() != s.stride():
+        mask = torch.empty_like(s, dtype=torch.bool).copy_(mask)
+    return torch.ops.rectifiers_act.backward(g, s, kind, MODES[mode], p, w, lay[0], lay[1],
+                                             mask, need_w)
