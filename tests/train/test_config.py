@@ -33,6 +33,7 @@ from rectifiers.train.config import PAPER_RECIPE, RESUME_NEUTRAL, TrainConfig, f
     (dict(label_smoothing=-0.1), ["--label-smoothing"]),
     (dict(warmup_epochs=-1.0), ["--warmup-epochs"]),
     (dict(lr_min=0.5), ["--lr-min (0.5) must be below --lr"]),
+    (dict(epochs=2, warmup_epochs=2.0), ["--warmup-epochs (2) must be shorter than --epochs (2)"]),
     (dict(max_steps=0), ["--max-steps must be a positive integer"]),
     (dict(checkpoint_every=-1), ["--checkpoint-every must be an integer >= 0"]),
     (dict(log_every=0), ["--log-every"]),

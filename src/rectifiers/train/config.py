@@ -161,6 +161,9 @@ class TrainConfig:
         if self.lr_min >= self.lr and self.sched == "cosine":
             raise ConfigError(f"--lr-min ({self.lr_min}) must be below --lr ({self.lr}): the "
                               "cosine schedule decays from --lr to --lr-min")
+        if self.sched == "cosine" and self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"--warmup-epochs ({self.warmup_epochs:g}) must be shorter than "
+                              f"--epochs ({self.epochs}): the cosine decay follows the warm-up")
         _number("plateau_threshold", self.plateau_threshold, low=0.0, high=1.0, high_open=True)
         _positive("patience_epochs", self.patience_epochs)
         _nonnegative("max_lr_drops", self.max_lr_drops)
