@@ -15,6 +15,17 @@ Every field is also a command-line flag of ``rectifiers train`` (``--lr``, ``--w
   with a 0.5-epoch linear warm-up and a cosine decay to 0 (a plateau schedule needs many
   epochs to detect a plateau), bf16 autocast, channels_last, and gradient-norm clipping at 5
   (a plain net without batch norm can spike early at this lr).
+
+Validation: constructing a config checks every field (:meth:`TrainConfig.validate`) and raises
+one :class:`~rectifiers.errors.ConfigError` naming the flag, the value and what is accepted --
+including the model: unknown ``--model``/``--act``/``--init`` names, ``--model-kw`` keywords the
+model does not take (the message lists those it does) and values its constructor rejects (the
+model is built on the meta device to find out: no memory, no random draws). ``grad_clip`` 0 or
+None means no clipping; a negative one is an error (it would make every step an ascent).
+
+Resume: :meth:`TrainConfig.resume_changes` lists the settings that differ from a checkpoint's and
+can change the numbers; ``RESUME_NEUTRAL`` holds those that cannot (paths, logging, threads,
+``max_steps``, which only decides where a run stops).
 """
 
 from __future__ import annotations
