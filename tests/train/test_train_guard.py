@@ -188,3 +188,37 @@ def test_train_accepts_a_built_model_and_in_memory_data():
     with pytest.raises(ValueError, match="subset"):
         train(tiny_config(epochs=1, max_train_samples=64), model=model(), train_set=tr,
               val_set=te)
+
+
+def _image_folder(root, bad: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for i in range(6):
+                Image.fromarray((rng.random((40, 40, 3)) * 255).astype("uint8")).save(
+                    d / f"{i}.png")
+    for i in range(bad):
+        (root / "train" / "ab"[i % 2] / f"bad{i}.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut")
+
+
+def test_skip_bad_images_trains_and_lists_them(tmp_path):
+    data = tmp_path / "data"
+    _image_folder(data, bad=2)
+    args = ["--dataset", "folder", "--data-dir", str(data), "--epochs", "1", "--batch-size", "2",
+            "--threads", "1", "--amp", "none", "--no-channels-last", "--no-progress",
+            "--model-kw", "widths=[4,4,8]", "--model-kw", "fc_dim=16"]
+    r = run_cli([*args, "--out-dir", str(tmp_path / "strict")])
+    assert r.returncode == 2
+    _one_message(r)
+    assert "bad" in r.stderr and "--skip-bad-images" in r.stderr
+    out = tmp_path / "run"
+    r = run_cli([*args, "--out-dir", str(out), "--skip-bad-images"])
+    assert r.returncode == 0, r.stderr
+    assert "skipped 2 unreadable image(s)" in r.stdout
+    listed = (out / "skipped_images.txt").read_text().splitlines()
+    assert [p.rsplit("/", 1)[-1] for p in listed] == ["bad0.jpg", "bad1.jpg"]

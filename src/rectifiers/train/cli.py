@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "none, flip, pad_crop_flip, scale_jitter_small, paper (default: auto)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const="none",
                    help="same as --augment none")
+    g.add_argument("--skip-bad-images", action="store_true", help="folders: leave out "
+                   "unreadable images (counted; their paths listed in skipped_images.txt in the "
+                   "run directory) instead of stopping at the first one")
     g.add_argument("--workers", type=int, help="image-decoding processes (folders)"
                    + _d("workers"))
     g.add_argument("--synthetic-size", type=int, help="synthetic training samples"
@@ -100,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="L2 weight decay, not applied to PReLU slopes or biases"
                    + _d("weight_decay"))
     g.add_argument("--label-smoothing", type=float, help="label smoothing" + _d("label_smoothing"))
-    g.add_argument("--grad-clip", type=float, help="clip the global gradient norm (default: off)")
+    g.add_argument("--grad-clip", type=float, help="max global gradient norm; 0 turns clipping "
+                   "off (default: 5.0; --paper-recipe: off)")
     g.add_argument("--sched", choices=SCHEDULES, help="lr schedule" + _d("sched"))
     g.add_argument("--lr-decay", type=float, help="factor per plateau/step" + _d("lr_decay"))
     g.add_argument("--patience-epochs", type=int, help="plateau: epochs without improvement"

@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rectifiers.analysis.slopes import format_slopes, learned_slopes
-from rectifiers.errors import ConfigError
+from rectifiers.errors import ConfigError, UserError
 from rectifiers.optim import LRSchedule, param_groups
-from rectifiers.runtime import autocast, check_amp, resolve_device
+from rectifiers.runtime import check_amp, resolve_device
 from rectifiers.train import checkpoint as ckpt
 from rectifiers.train import distributed as dist_utils
 from rectifiers.train import outputs
@@ -44,6 +43,7 @@ from rectifiers.train.config import TrainConfig
 from rectifiers.train.data import TrainData, build_data, first_batch
 from rectifiers.train.distributed import DistInfo
 from rectifiers.train.outputs import SUMMARY_COLUMNS
+from rectifiers.train.step import StepOutput, evaluate, train_step
 
 __all__ = ["EXPLODE_FACTOR", "SUMMARY_COLUMNS", "DivergenceError", "StepInfo", "StepOutput",
            "TrainResult", "evaluate", "train", "train_step"]
@@ -96,94 +96,6 @@ class StepInfo:
     grad_norm: float  # global L2 norm of the gradients before clipping
     lr: float  # the lr this update uses
     model: nn.Module  # the unwrapped model
-
-
-@dataclass
-class StepOutput:
-    """What :func:`train_step` returns."""
-
-    loss: float  # mean loss of the batch over all ranks
-    local_loss: float  # this rank's mean loss
-    logits: torch.Tensor
-    grad_norm: float | None  # before clipping; None when neither clipping nor asked for
-    updated: bool  # False: the loss was non-finite or over loss_limit, the weights are untouched
-
-
-# --------------------------------------------------------------------------- one step
-
-
-def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-               optimizer: torch.optim.Optimizer, *, amp: str = "none",
-               grad_clip: float | None = None, label_smoothing: float = 0.0,
-               scaler: torch.amp.GradScaler | None = None, loss_limit: float = math.inf,
-               need_grad_norm: bool = False, info: DistInfo | None = None,
-               before_update: Callable[[StepOutput], None] | None = None) -> StepOutput:
-    """One SGD step: forward (under autocast), cross-entropy, backward, clip, update.
-
-    The update is skipped (``updated=False``) when the loss, averaged over ranks, is not below
-    ``loss_limit`` (NaN and inf never are). ``before_update(out)`` runs after clipping, before
-    ``optimizer.step()``. The only place in the package that zeroes gradients and steps an
-    optimiser.
-    """
-    info = info or DistInfo()
-    with autocast(x.device, amp):
-        logits = model(x)
-    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    # The global mean loss: what one process with the whole batch would see (all ranks agree).
-    loss_global = dist_utils.all_reduce_mean_(loss.detach().clone(), info).item()
-    out = StepOutput(loss_global, loss.item(), logits, None, False)
-    if not loss_global < loss_limit:
-        return out
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if grad_clip:
-        out.grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
-    elif need_grad_norm:
-        out.grad_norm = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
-    if before_update is not None:
-        before_update(out)
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    out.updated = True
-    return out
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, device: torch.device, amp: str = "none",
-             channels_last: bool = False, info: DistInfo | None = None) -> dict[str, float]:
-    """Mean loss and top-1/top-5 error over a loader (sums are all-reduced under DDP)."""
-    info = info or DistInfo()
-    was_training = model.training
-    model.eval()
-    loss_sum = top1 = top5 = n = 0.0
-    for x, y in loader:
-        x = x.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
-        with autocast(device, amp):
-            logits = model(x)
-        logits = logits.float()
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-        k = min(5, logits.shape[1])
-        hit = logits.topk(k, dim=1).indices.eq(y[:, None])
-        top1 += hit[:, 0].sum().item()
-        top5 += hit.any(dim=1).sum().item()
-        n += y.numel()
-    model.train(was_training)
-    loss_sum, top1, top5, n = dist_utils.all_reduce_sum([loss_sum, top1, top5, n], device, info)
-    n = max(n, 1.0)
-    return {"val_loss": loss_sum / n, "val_top1_err": 1.0 - top1 / n,
-            "val_top5_err": 1.0 - top5 / n}
 
 
 # --------------------------------------------------------------------------- the run
@@ -508,7 +420,17 @@ def _end_epoch(run: _Run, partial: bool) -> dict[str, Any]:
             outputs.write_summary(run.out, shown)
             if outputs.have_matplotlib():
                 outputs.plot_curves(run.out, shown)
+            _write_skipped(run)
     return row
+
+
+def _write_skipped(run: _Run, announce: bool = False) -> None:
+    """--skip-bad-images: list the images left out (this rank's shard) in the run directory."""
+    for loader, name in ((run.data.train, "skipped_images.txt"),
+                         (run.data.val, "skipped_images_val.txt")):
+        path = loader.write_skipped(run.out, name) if hasattr(loader, "write_skipped") else None
+        if path is not None and announce:
+            run.log(f"skipped {loader.skipped} unreadable image(s); list in {path}")
 
 
 def _save(run: _Run, path: Path, in_epoch: bool, next_epoch: int) -> None:
@@ -570,9 +492,10 @@ def _finish(run: _Run, initial: dict[str, float] | None) -> TrainResult:
         if slopes:
             run.log("learned slopes (PReLU a per layer):\n" + format_slopes(slopes))
     if run.out is not None:
-        run.log(f"run directory: {run.out}")
         if run.info.is_main:
+            _write_skipped(run, announce=True)
             outputs.write_final(run.out, final, slopes, run.step)
+        run.log(f"run directory: {run.out}")
     return TrainResult(raw_model, history, final, run.step, run.out, slopes,
                        run.data.normalization, initial)
 
@@ -587,11 +510,21 @@ def _prepare_run_dir(cfg: TrainConfig, out: Path | None, info: DistInfo) -> Path
         if cfg.resume == "auto":
             raise ConfigError("--resume auto needs --out-dir (it continues that run)")
         return ckpt.resolve(cfg.resume, prefer="last") if cfg.resume else None
-    path = None
+    found: dict[str, str | None] = {"path": None, "error": None}
     if info.is_main:
-        path = ckpt.prepare_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite).resume_path
-    path = dist_utils.broadcast_object(str(path) if path else None, info)
-    return Path(path) if path else None
+        try:
+            rd = ckpt.prepare_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+            found["path"] = str(rd.resume_path) if rd.resume_path else None
+        except UserError as e:
+            if not info.enabled:
+                raise
+            found["error"] = str(e)  # the other ranks must not wait for rank 0 forever
+            dist_utils.broadcast_object(found, info)
+            raise
+    found = dist_utils.broadcast_object(found, info)
+    if found["error"]:
+        raise UserError(found["error"])
+    return Path(found["path"]) if found["path"] else None
 
 
 def _progress(iterable, total: int, desc: str, enabled: bool):

@@ -9,12 +9,15 @@ the checkpoints (:mod:`rectifiers.train.checkpoint`). Every file is written atom
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 from pathlib import Path
 from typing import Any
 
-from rectifiers.files import atomic_write_bytes, atomic_write_text
+from rectifiers.files import DiskFullError, FileWriteError, atomic_write_bytes, atomic_write_text
+
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 SUMMARY_COLUMNS = (
     "epoch", "train_loss", "train_acc", "val_loss", "val_top1_err", "val_top5_err",
@@ -83,17 +86,36 @@ def plot_curves(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 class StepLog:
-    """``log.jsonl``: one JSON object per line, appended and flushed (rank 0 only)."""
+    """``log.jsonl``: one JSON object per line, appended and flushed (rank 0 only). A full disk
+    or an unwritable file is a :class:`~rectifiers.files.FileWriteError` (a user error)."""
 
     def __init__(self, path: Path | None) -> None:
-        self._f = open(path, "a") if path is not None else None  # noqa: SIM115
+        self.path = path
+        self._f = None
+        if path is not None:
+            try:
+                self._f = open(path, "a")  # noqa: SIM115
+            except OSError as e:
+                raise _write_error(path, e) from e
 
     def write(self, record: dict[str, Any]) -> None:
         if self._f is not None:
-            self._f.write(json.dumps(record) + "\n")
-            self._f.flush()
+            try:
+                self._f.write(json.dumps(record) + "\n")
+                self._f.flush()
+            except OSError as e:
+                raise _write_error(self.path, e) from e
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
             self._f = None
+
+
+def _write_error(path: Path | None, e: OSError) -> FileWriteError:
+    if e.errno in _DISK_FULL:
+        return DiskFullError(e.errno, f"no space left on the device while writing {path}; the "
+                             "checkpoints written so far are intact. Free some space and resume "
+                             "with --resume auto")
+    return FileWriteError(e.errno, f"cannot write {path}: {e.strerror or e}. Choose a writable "
+                          "--out-dir")
