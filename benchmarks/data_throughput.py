@@ -6,8 +6,11 @@ Measures, in one process and interleaved (pipeline round, train round, pipeline 
   (2-px reflect pad + random 28 crop + flip, standardisation), batch 128, producing
   float32 NCHW batches ready for the model;
 * training images/s: forward + backward + SGD step of
-  ``create_model("prelunet_small", num_classes=10, in_chans=1)`` on the same batch size
-  (falls back to a tiny conv net, and says so, if the model registry is unavailable).
+  ``create_model("prelunet_small", num_classes=10, in_chans=1)`` on the same batch size.
+
+``--augment scale_jitter_small`` measures the scale-jitter preset instead, whose resize runs
+once per image (so a sample's result never depends on its batch; see
+:mod:`rectifiers.data.transforms`).
 
 Reports medians over rounds and the ratio (target: pipeline >= 5x training).
 
@@ -25,21 +28,9 @@ import time
 
 import torch
 
-from rectifiers.data import build_loader
-
-
-def _model(in_chans: int) -> tuple[torch.nn.Module, str]:
-    try:
-        from rectifiers.models import create_model
-
-        return create_model("prelunet_small", num_classes=10, in_chans=in_chans), "prelunet_small"
-    except Exception as e:  # the models package is written in parallel; keep the benchmark usable
-        print(f"[warn] create_model('prelunet_small') unavailable ({e}); using a tiny conv net")
-        net = torch.nn.Sequential(
-            torch.nn.Conv2d(in_chans, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-            torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
-            torch.nn.Flatten(), torch.nn.Linear(64, 10))
-        return net, "tiny-conv (fallback)"
+from rectifiers.data import AUGMENT_PRESETS, build_loader
+from rectifiers.files import atomic_write_text
+from rectifiers.models import create_model
 
 
 def main() -> None:
@@ -49,13 +40,17 @@ def main() -> None:
     ap.add_argument("--pipeline-batches", type=int, default=40, help="batches per pipeline round")
     ap.add_argument("--train-steps", type=int, default=4, help="steps per training round")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--augment", default="pad_crop_flip", choices=sorted(AUGMENT_PRESETS),
+                    help="augmentation preset of the pipeline")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    loader = build_loader("fashion_mnist", args.batch_size, train=True, seed=0)
-    model, model_name = _model(loader.in_chans)
+    loader = build_loader("fashion_mnist", args.batch_size, train=True, seed=0,
+                          augment=args.augment)
+    model_name = "prelunet_small"
+    model = create_model(model_name, num_classes=10, in_chans=loader.in_chans)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = torch.nn.CrossEntropyLoss()
     x0, y0 = next(iter(loader))
@@ -93,6 +88,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
                    f"torch {torch.__version__}",
         "batch_size": args.batch_size,
+        "augment": args.augment,
         "model": model_name,
         "pipeline_img_per_s_median": statistics.median(pipe),
         "train_img_per_s_median": statistics.median(train),
@@ -106,8 +102,7 @@ def main() -> None:
     res["target_met"] = res["ratio_pipeline_over_train"] >= 5.0
     print(json.dumps(res, indent=2))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(res, f, indent=2)
+        atomic_write_text(args.json, json.dumps(res, indent=2) + "\n")
 
 
 if __name__ == "__main__":

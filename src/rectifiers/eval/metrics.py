@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from rectifiers.files import atomic_write_text
 
@@ -116,8 +117,6 @@ class ClassificationMetrics:
         Counts are integers, so the reduced metrics are exactly those of the whole set
         (no averaging of per-rank percentages, no padding samples counted twice).
         """
-        import torch.distributed as dist
-
         if not (dist.is_available() and dist.is_initialized()):
             return
         device = torch.device("cpu")
