@@ -295,8 +295,9 @@ def _compiled_backward(g, s, weight, mode, mask):
 def _backward(ctx, g, s, weight, mask):
     """Gradients for ``(x, weight)`` from the saved ``s`` (see :func:`_backward_composite`)."""
     mode = ctx.mode
-    if torch.is_grad_enabled():
-        # the backward is itself being differentiated (create_graph=True): ATen ops only
+    if torch.is_grad_enabled() or torch._C._are_functorch_transforms_active():
+        # the backward is itself being differentiated (create_graph=True) or batched
+        # (vmap over grad outputs, is_grads_batched): differentiable ATen ops only
         gi, gw = _backward_composite(g, s, weight, mode, mask)
     else:
         lay = _cpp_layout(s, weight.numel() == 1)
@@ -401,7 +402,8 @@ def _prelu_inplace_autograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     """The ``Autograd`` kernel of ``rectifiers::prelu_``."""
     _check_inplace_allowed(x)
     if _composite_mode(x, weight):
-        return x.copy_(torch._prelu_kernel(x, _view(_w1(weight, x), x)))
+        # ATen's kernel saves its input for backward: give it a copy, x is overwritten
+        return x.copy_(torch._prelu_kernel(x.clone(), _view(_w1(weight, x), x)))
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         # a tracer (torch.compile, export) cannot branch on the slopes' values: keep x there
         plain = type(x) is torch.Tensor and type(weight) in (torch.Tensor, nn.Parameter)
