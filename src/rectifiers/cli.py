@@ -7,6 +7,7 @@ the command's module lazily so ``rectifiers --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from rectifiers.errors import EXIT_USER_ERROR, UserError, debug_enabled
@@ -36,6 +37,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DEBUG_HELP = """
+error reporting (every rectifiers command):
+  --debug               show the full traceback of an error (also: RECTIFIERS_DEBUG=1); without
+                        it a user error ends with one message and exit code 2"""
+
+
 def _usage() -> str:
     lines = ["usage: rectifiers <command> [options]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -62,9 +69,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = debug_enabled(rest)
     rest = [a for a in rest if a != "--debug"]
+    if debug:
+        # Commands that report their own errors ask debug_enabled() without argv: the flag
+        # reaches them (and any process they start) through the environment.
+        os.environ["RECTIFIERS_DEBUG"] = "1"
+    wants_help = any(a in ("-h", "--help") for a in rest)
     try:
         module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
+    except SystemExit as e:
+        if wants_help and e.code in (0, None):
+            # --debug belongs to the dispatcher (every command has it): document it here once
+            print(DEBUG_HELP)
+        raise
     except UserError as e:
         if debug:
             raise
