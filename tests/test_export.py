@@ -182,7 +182,35 @@ def test_export_to_a_directory_or_an_unwritable_path(tmp_path, capsys):
     assert cli(["export", str(ck), "--format", "torchscript", "--out",
                 str(blocker / "m.pt")]) == 2
     err = capsys.readouterr().err
-    assert f"--out {blocker / 'm.pt'}: cannot write" in err and blocker.read_text() == "x"
+    assert f"--out {blocker / 'm.pt'}: {blocker} is a file" in err and blocker.read_text() == "x"
+
+
+def test_export_on_a_full_disk_is_one_error_and_leaves_nothing(tmp_path):
+    """torch.jit.save aborts the process when its C++ writer fails; export saves into memory
+    and writes from Python, so a full disk (here: a file-size limit, EFBIG) is one message."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ck = _ck(tmp_path)
+    out = tmp_path / "out" / "m.pt"
+    out.parent.mkdir()
+
+    def limit() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4000, 4000))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+           "RECTIFIERS_NO_CPP": "1"}
+    r = subprocess.run([sys.executable, "-m", "rectifiers", "export", str(ck), "--format",
+                        "torchscript", "--out", str(out)], capture_output=True, text=True,
+                       env=env, timeout=300, preexec_fn=limit)
+    text = r.stdout + r.stderr
+    assert r.returncode == 2 and "Traceback" not in text and str(out) in text, text
+    assert list(out.parent.iterdir()) == []  # no partial file, no temporary
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

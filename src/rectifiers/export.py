@@ -30,12 +30,13 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import io
 import json
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,9 @@ import torch
 from torch import nn
 
 from rectifiers.errors import ConfigError, UserError
-from rectifiers.eval.common import adaptive_bins
+from rectifiers.eval.common import adaptive_bins, probe_writable
 from rectifiers.eval.views import check_view_fits
-from rectifiers.files import atomic_path
+from rectifiers.files import FileWriteError, atomic_path, atomic_write_bytes
 from rectifiers.nn import SPP
 from rectifiers.train.checkpoint import load_model, resolve
 
@@ -154,7 +155,7 @@ def export_onnx(
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    with atomic_path(out) as tmp:
+    with _write_errors(out), atomic_path(out) as tmp:
         kwargs: dict[str, Any] = dict(input_names=["input"], output_names=["logits"],
                                       opset_version=opset, dynamo=dynamo)
         if dynamo:
@@ -177,16 +178,38 @@ def export_onnx(
     return out
 
 
+@contextmanager
+def _write_errors(out: Path) -> Iterator[None]:
+    """Any OSError while writing ``out`` (a full disk, a file-size limit, ...) becomes one
+    :class:`FileWriteError` naming the file; the atomic write has left nothing behind."""
+    try:
+        yield
+    except UserError:
+        raise
+    except OSError as e:
+        raise FileWriteError(e.errno, f"cannot write {out} ({e.strerror or e}; the disk may be "
+                             f"full or the file too large); nothing was written. Free some "
+                             f"space or choose another --out") from e
+
+
+def _save_via_memory(out: Path, save: Any) -> None:
+    """``save(buffer)`` into memory, then one atomic write: torch's C++ writers abort the whole
+    process when a write fails (a full disk), Python's file writes raise an OSError."""
+    buf = io.BytesIO()
+    save(buf)
+    with _write_errors(out):
+        atomic_write_bytes(out, buf.getvalue())
+
+
 def export_torchscript(model: nn.Module, out: str | os.PathLike,
                        input_size: Sequence[int]) -> Path:
     """Trace ``model`` to TorchScript and save it (load with ``torch.jit.load``)."""
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    with atomic_path(out) as tmp:
-        with torch.no_grad():
-            traced = torch.jit.trace(m, (x,), check_trace=False)
-        torch.jit.save(traced, str(tmp))
+    with torch.no_grad():
+        traced = torch.jit.trace(m, (x,), check_trace=False)
+    _save_via_memory(out, lambda f: torch.jit.save(traced, f))
     return out
 
 
@@ -199,10 +222,9 @@ def export_program(model: nn.Module, out: str | os.PathLike,
     out = Path(out)
     m = prepare_for_export(model, input_size)
     x = _example(input_size, 2, m)
-    with atomic_path(out) as tmp:
-        with torch.no_grad():
-            ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-        torch.export.save(ep, str(tmp))
+    with torch.no_grad():
+        ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    _save_via_memory(out, lambda f: torch.export.save(ep, f))
     return out
 
 
@@ -333,18 +355,12 @@ def _require(module: str, why: str) -> None:
 
 
 def _check_out(out: Path) -> None:
-    """Refuse an output path that cannot be written before any export work is done."""
+    """Refuse an output path that cannot be written before any export work is done (nothing is
+    created here: the first existing ancestor directory is probed)."""
     if out.is_dir():
         raise ConfigError(f"--out {out} is a directory; give a file name, e.g. "
                           f"{out / ('model' + (out.suffix or '.onnx'))}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out.parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"--out {out}: cannot write into {out.parent} ({e.strerror or e}); "
-                          f"choose a writable location with --out") from e
+    probe_writable(out.parent, f"--out {out}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

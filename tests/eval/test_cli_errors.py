@@ -75,8 +75,10 @@ def test_bad_output_dir_is_refused_before_evaluating(ck, tmp_path, capsys):
     rc, err = _run(capsys, ck, "--out-dir", f)
     assert rc == 2 and f"--out-dir {f} is an existing file" in err
     rc, err = _run(capsys, ck, "--out-dir", f / "below")
-    assert rc == 2 and f"--out-dir {f / 'below'} is not writable" in err
+    assert rc == 2 and f"--out-dir {f / 'below'}: {f} is a file, not a directory" in err
     assert f.read_text() == "keep me"
+    rc, err = _run(capsys, ck, "--out-dir", tmp_path / "new" / "ev", "--crop", "2")
+    assert rc == 2 and not (tmp_path / "new").exists()  # a refused command creates nothing
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
@@ -88,7 +90,7 @@ def test_read_only_output_dir(ck, tmp_path, capsys):
         rc, err = _run(capsys, ck, "--out-dir", ro)
     finally:
         ro.chmod(0o755)
-    assert rc == 2 and "--out-dir" in err and "not writable" in err
+    assert rc == 2 and f"--out-dir {ro}: {ro} is not writable" in err
 
 
 def test_checkpoint_without_model_or_with_a_missing_tensor(tmp_path, capsys):

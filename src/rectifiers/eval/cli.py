@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +45,7 @@ from tqdm.auto import tqdm
 
 from rectifiers.data import DATASETS, ImageFolder, default_split, open_dataset
 from rectifiers.errors import ConfigError
+from rectifiers.eval.common import probe_writable
 from rectifiers.eval.ensemble import Ensemble, Member, load_member
 from rectifiers.eval.metrics import ClassificationMetrics
 from rectifiers.eval.views import MODES, check_view_fits, model_crop
@@ -244,20 +243,13 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(f"--scales must be positive shorter sides, got {min(args.scales)}")
 
 
-def _writable_dir(path: str, flag: str) -> Path:
-    """``path`` as a directory we can write into (created if needed), checked before the
-    evaluation runs so its results are never lost to an unwritable output directory."""
+def _check_out_dir(path: str) -> Path:
+    """``--out-dir`` must be a directory we can write into; checked before the evaluation runs
+    (so its results are never lost), without creating anything yet."""
     out = Path(path)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"{flag} {out} is an existing file; give a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise ConfigError(f"{flag} {out} is not writable ({e.strerror or e}); choose a "
-                          f"writable directory") from e
+        raise ConfigError(f"--out-dir {out} is an existing file; give a directory")
+    probe_writable(out, f"--out-dir {out}")
     return out
 
 
@@ -300,7 +292,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_amp(device, args.amp)
     info = setup(device.type)
     try:
-        out_dir = _writable_dir(args.out_dir, "--out-dir") if args.out_dir else None
         weights = args.weights or [1.0] * len(args.checkpoints)
         members = [
             load_member(c, args.views, device=device, weight=w, crop=args.crop,
@@ -309,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c, w in zip(args.checkpoints, weights, strict=True)
         ]
         _check_views(members)
+        out_dir = _check_out_dir(args.out_dir) if args.out_dir else None
         meta = members[0].meta or {}
         kind = args.dataset or meta.get("dataset") or "fashion_mnist"
         if kind not in DATASETS:
