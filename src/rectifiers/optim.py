@@ -39,6 +39,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from rectifiers.errors import ConfigError
+from rectifiers.nn import PReLU
 
 __all__ = ["SCHEDULES", "LRSchedule", "param_groups"]
 
@@ -48,8 +49,7 @@ _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.Lo
 
 
 def _no_decay_module(module: nn.Module) -> bool:
-    from rectifiers.nn import PReLU  # listed explicitly too, in case the attribute is ever lost
-
+    # PReLU listed explicitly too, in case the class attribute is ever lost
     return bool(getattr(type(module), "no_weight_decay", False)) or isinstance(
         module, (nn.PReLU, PReLU)
     )

@@ -23,6 +23,7 @@ from rectifiers.errors import ConfigError, UserError, debug_enabled
 from rectifiers.optim import SCHEDULES
 from rectifiers.runtime import AMP_MODES, DEVICES
 from rectifiers.train.config import DATASETS, PAPER_RECIPE, TrainConfig
+from rectifiers.train.engine import DivergenceError, train
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
              if f.default is not dataclasses.MISSING}
@@ -157,19 +158,6 @@ def _parse_kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def _check_names(cfg: TrainConfig) -> None:
-    """Unknown model/act/init names: an error that lists the known ones."""
-    from rectifiers.init import list_init_schemes
-    from rectifiers.models import list_models
-    from rectifiers.nn import list_activations
-
-    checks = [("--model", cfg.model, list_models()), ("--act", cfg.act, list_activations()),
-              ("--init", cfg.init, list_init_schemes())]
-    for flag, value, known in checks:
-        if value not in known:
-            raise ConfigError(f"{flag} {value!r} is unknown. Known: {', '.join(sorted(known))}")
-
-
 def config_from_args(argv: list[str]) -> TrainConfig:
     parser = build_parser()
     ns = vars(parser.parse_args(argv))
@@ -204,12 +192,9 @@ def config_from_args(argv: list[str]) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 2 a user error (one message), 3 diverged, 130 interrupted."""
-    from rectifiers.train.engine import DivergenceError, train
-
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        cfg = config_from_args(argv)
-        _check_names(cfg)
+        cfg = config_from_args(argv)  # validates every field, model/act/init names included
         train(cfg)
     except DivergenceError as e:
         print(f"rectifiers train: diverged: {e}", file=sys.stderr)

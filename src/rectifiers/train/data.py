@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rectifiers import data as rdata
 from rectifiers.errors import ConfigError
+from rectifiers.init import DATA_DEPENDENT_SCHEMES
 from rectifiers.train.config import TrainConfig
 from rectifiers.train.distributed import DistInfo
 
@@ -40,8 +42,6 @@ class TrainData:
 
 def build_data(cfg: TrainConfig, info: DistInfo, train_set: Any = None,
                val_set: Any = None) -> TrainData:
-    from rectifiers import data as rdata
-
     if cfg.batch_size % info.world_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} (global) is not divisible by the "
                           f"world size {info.world_size}; pick a multiple of {info.world_size}")
@@ -95,8 +95,6 @@ def _metadata(loader: Any, dataset: str) -> dict[str, Any]:
 def first_batch(loader: Any, scheme: str) -> torch.Tensor | None:
     """The first training batch's inputs for a data-dependent init scheme (else None); the
     loader's position is restored, so training still starts with that batch."""
-    from rectifiers.init import DATA_DEPENDENT_SCHEMES
-
     if scheme not in DATA_DEPENDENT_SCHEMES:
         return None
     state = loader.state_dict()

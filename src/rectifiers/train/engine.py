@@ -33,6 +33,7 @@ from torch import nn
 
 from rectifiers.analysis.slopes import format_slopes, learned_slopes
 from rectifiers.errors import ConfigError, UserError
+from rectifiers.models.registry import create_model, initialize_model, model_description
 from rectifiers.optim import LRSchedule, param_groups
 from rectifiers.runtime import check_amp, resolve_device
 from rectifiers.train import checkpoint as ckpt
@@ -180,8 +181,6 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Any = 
 def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Module | None,
            train_set: Any, val_set: Any) -> _Run:
     """Data, model, optimiser, schedule, run directory; then resume or initialise."""
-    from rectifiers.models.registry import create_model, initialize_model, model_description
-
     main = info.is_main
     log = print if (main and cfg.verbose) else (lambda *a, **k: None)
     if cfg.threads:
@@ -199,7 +198,7 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
         model = create_model(cfg.model, num_classes=data.num_classes, in_chans=data.in_chans,
                              act=cfg.act, init=None, **model_kwargs)
     raw_model = model
-    meta = {**data.metadata, **_describe(raw_model, cfg, built_here, model_description),
+    meta = {**data.metadata, **_describe(raw_model, cfg, built_here),
             "config": cfg.to_dict(), "world_size": info.world_size,
             "torch_version": torch.__version__}
 
@@ -249,16 +248,15 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
     return run
 
 
-def _describe(model: nn.Module, cfg: TrainConfig, built_here: bool, describe) -> dict[str, Any]:
-    if built_here or cfg.out_dir:
-        desc = describe(model)
-        if built_here:
-            desc["init"] = cfg.init
-        return desc
-    # A caller's model that is never checkpointed needs no rebuildable description.
-    config = getattr(model, "model_config", None)
-    return describe(model) if isinstance(config, dict) else {
-        "model": type(model).__name__, "model_kwargs": {}, "act": cfg.act, "init": None}
+def _describe(model: nn.Module, cfg: TrainConfig, built_here: bool) -> dict[str, Any]:
+    """The checkpoint's description of the model (registry.model_description)."""
+    if not built_here and cfg.out_dir is None and not hasattr(model, "model_config"):
+        # A caller's own module that is never checkpointed needs no rebuildable description.
+        return {"model": type(model).__name__, "model_kwargs": {}, "act": "?", "init": "?"}
+    desc = model_description(model)
+    if built_here:
+        desc["init"] = cfg.init  # initialised below (or restored from the checkpoint)
+    return desc
 
 
 def _resume(run: _Run, path: Path) -> None:
