@@ -85,6 +85,8 @@ def test_layout_errors_are_clear(tmp_path):
 
 
 def test_folder_loader_deterministic_across_num_workers(tmp_path):
+    # bit-equal on any CPU: workers run 1 thread, the main process several, but every op is
+    # per image (decode, resize, crop) or elementwise (colour noise, normalisation)
     _make(tmp_path, n=4, size=(24, 36))
     kw = dict(train=True, root=tmp_path, seed=3, crop_size=16, eval_resize=18, stats_samples=6,
               augment=dict(crop_size=16, scale_range=(16, 24), flip=True, pca_std=0.1))

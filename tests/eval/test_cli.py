@@ -25,6 +25,13 @@ def _checkpoint(path, seed: int = 0, dataset: str = "synthetic"):
     return save_checkpoint(path, {"model": m.state_dict()}, meta)
 
 
+def _assert_no_near_ties(scores: torch.Tensor, k: int = 5, gap: float = 1e-5) -> None:
+    """Top-1 and top-k decisions are robust to last-bit differences in the scores."""
+    top = scores.topk(k + 1, dim=1).values
+    assert float((top[:, 0] - top[:, 1]).min()) > gap
+    assert float((top[:, k - 1] - top[:, k]).min()) > gap
+
+
 def test_cli_dense_writes_results_that_match_the_library(tmp_path, capsys):
     ck = _checkpoint(tmp_path / "a.safetensors")
     rc = main([str(ck), "--views", "dense", "--max-samples", "24", "--batch-size", "10",
@@ -39,6 +46,10 @@ def test_cli_dense_writes_results_that_match_the_library(tmp_path, capsys):
     data = open_eval_set("synthetic", None, None, member.meta, max_samples=24)
     scores = Ensemble([member]).predict(data.images)
     top1 = 100 * float((scores.argmax(1) != data.labels).float().mean())
+    # the CLI ran the model in batches of 10, the library in one batch of 24: the scores may
+    # differ in the last bits (conv blocking depends on the batch), so equal counts hold
+    # because no two top classes are that close (checked, not assumed)
+    _assert_no_near_ties(scores)
     assert res["metrics"]["top1_error"] == pytest.approx(top1)
     assert (tmp_path / "out" / "eval_confusion.csv").is_file()
 
@@ -121,6 +132,10 @@ def test_ddp_two_processes_give_the_single_process_result(tmp_path):
     member = load_member(ck, "dense")
     data = open_eval_set("synthetic", None, None, member.meta, max_samples=21)
     single = evaluate(Ensemble([member]), data, batch_size=5, progress=False)
+    # ranks ran batches of 4, the single process batches of 5: the scores may differ in the
+    # last bits on another CPU, so the exact equality of the counts rests on there being no
+    # near-tie between classes, which is checked here rather than assumed
+    _assert_no_near_ties(Ensemble([member]).predict(data.images))
     assert torch.equal(torch.load(out, weights_only=True), single.confusion)
     assert int(single.confusion.sum()) == 21
 
