@@ -319,3 +319,14 @@ def test_bad_out_dir_is_one_message_and_exit_2(tmp_path, capsys, fake, case):
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1 and str(out) in err
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("flags", [["--sched", "bogus"], ["--depths", "2"],
+                                   ["--inits", "nope"], ["--epochs", "0"], ["--lr", "-1"]])
+def test_bad_recipe_is_refused_before_anything_is_written(tmp_path, capsys, fake, flags):
+    out = tmp_path / "o"
+    argv = ["--preset", "quick", "--out-dir", str(out), "--no-cost", "--no-plots", *flags]
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not out.exists() and fake.calls == []

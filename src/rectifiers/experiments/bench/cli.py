@@ -12,7 +12,7 @@ from typing import Any
 
 from rectifiers.errors import ConfigError, UserError, debug_enabled
 from rectifiers.experiments.bench.grid import PRESETS, BenchSettings, Grid
-from rectifiers.experiments.bench.run import run_grid
+from rectifiers.experiments.bench.run import run_grid, validate_cells
 from rectifiers.experiments.bench.store import CSV_NAME, read_rows, row_key
 from rectifiers.experiments.bench.summary import summarize_dir
 from rectifiers.init import list_init_schemes
@@ -130,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _run_parser().parse_args(argv)
         grid, settings = _from_args(args)
         _validate_names(grid, args.baseline)
+        validate_cells(grid, settings)
         if args.dry_run:
             specs = grid.specs()
             done = {row_key(r) for r in read_rows(Path(args.out) / CSV_NAME)}

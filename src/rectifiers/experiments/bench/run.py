@@ -17,6 +17,7 @@ import torch
 
 from rectifiers.analysis.dead_units import DeadUnitTracker
 from rectifiers.data import build_loader, open_dataset
+from rectifiers.errors import ConfigError
 from rectifiers.experiments.bench.grid import BenchSettings, Grid, RunSpec
 from rectifiers.experiments.bench.store import (
     CSV_NAME,
@@ -31,7 +32,7 @@ from rectifiers.experiments.bench.store import (
 from rectifiers.runtime import autocast
 from rectifiers.train import DivergenceError, TrainConfig, train
 
-__all__ = ["RunOutcome", "run_cell", "run_grid"]
+__all__ = ["RunOutcome", "run_cell", "run_grid", "train_config", "validate_cells"]
 
 
 @dataclass
@@ -47,6 +48,35 @@ class RunOutcome:
     predictions: np.ndarray
     device: str = "cpu"
     never_active: float = float("nan")
+
+
+def train_config(spec: RunSpec, settings: BenchSettings) -> TrainConfig:
+    """The engine's settings for one run of the grid (validated by the caller)."""
+    return TrainConfig(
+        model=settings.model, act=spec.act, init=spec.init,
+        model_kwargs={"depth": spec.depth, "width": spec.width},
+        dataset="fashion_mnist", data_dir=settings.data_dir,
+        max_train_samples=spec.subset or None,
+        # train() validates each epoch on its own seeded subset; that is only its log. The
+        # bench's numbers come from the fixed test set (_test_set), so keep this pass small.
+        max_val_samples=min(settings.test_subset or 10000, 1000),
+        augment=settings.augment, epochs=spec.epochs, batch_size=settings.batch_size,
+        lr=settings.lr, weight_decay=settings.weight_decay, sched=settings.sched,
+        device=settings.device, amp=settings.amp, channels_last=settings.channels_last,
+        seed=spec.seed, out_dir=None, progress=False, verbose=False,
+    )
+
+
+def validate_cells(grid: Grid, settings: BenchSettings) -> None:
+    """Check every cell's engine settings before anything is written, so that a bad
+    ``--sched`` or a depth the model cannot take fails at once (``ConfigError`` naming the
+    cell), not after ``bench.json`` recorded the bad recipe."""
+    for spec in {s.key[:4]: s for s in grid.specs()}.values():
+        try:
+            train_config(spec, settings).validate()
+        except ConfigError as exc:
+            raise ConfigError(f"bench cell act={spec.act} init={spec.init} depth={spec.depth} "
+                              f"width={spec.width}: {exc}") from exc
 
 
 def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
@@ -65,19 +95,7 @@ def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
     per-layer zero fractions weighted by layer size). ``never_active``: the fraction of units
     (channel x position) whose input was never > 0 on any test example.
     """
-    cfg = TrainConfig(
-        model=settings.model, act=spec.act, init=spec.init,
-        model_kwargs={"depth": spec.depth, "width": spec.width},
-        dataset="fashion_mnist", data_dir=settings.data_dir,
-        max_train_samples=spec.subset or None,
-        # train() validates each epoch on its own seeded subset; that is only its log. The
-        # bench's numbers come from the fixed test set below, so keep this pass small.
-        max_val_samples=min(settings.test_subset or 10000, 1000),
-        augment=settings.augment, epochs=spec.epochs, batch_size=settings.batch_size,
-        lr=settings.lr, weight_decay=settings.weight_decay, sched=settings.sched,
-        device=settings.device, amp=settings.amp, channels_last=settings.channels_last,
-        seed=spec.seed, out_dir=None, progress=False, verbose=False,
-    )
+    cfg = train_config(spec, settings)
     test = _test_set(settings)
     labels = test.labels.numpy()
     chance = 1.0 / test.num_classes
@@ -153,13 +171,14 @@ def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
     new runs (to split a long grid over several sessions).
     """
     out = Path(out_dir)
+    specs = grid.specs()
     prepare_dir(out)
     check_settings(out, settings)
     csv_path = out / CSV_NAME
     rows = read_rows(csv_path)
     done = {row_key(r) for r in rows}
-    todo = [s for s in grid.specs() if s.key not in done]
-    total = len(grid.specs())
+    todo = [s for s in specs if s.key not in done]
+    total = len(specs)
     log(f"[bench] {total} runs in the grid, {total - len(todo)} already finished, "
         f"{len(todo)} to run -> {out}")
     if max_runs is not None:
