@@ -37,3 +37,19 @@ def test_in_place_gives_the_same_outputs_and_gradients():
         yb.square().sum().backward()
         for (n, pa), pb in zip(a.named_parameters(), b.parameters(), strict=True):
             torch.testing.assert_close(pa.grad, pb.grad, rtol=1e-6, atol=1e-7, msg=n)
+
+
+def test_layer_names_follow_the_plan():
+    import pytest
+
+    from rectifiers.models.spp_net import Conv
+
+    c = Conv("conv2_1", 8, 3)
+    assert (c.act_name, c.pad_name) == ("act2_1", "pad2_1")
+    with pytest.raises(ValueError, match="start with 'conv'"):
+        Conv("block1", 8, 3)
+    m = create_model("prelunet_small", num_classes=5, in_chans=1, widths=(4, 6, 8), fc_dim=12)
+    names = [n for n, _ in m.trunk.named_children()]
+    for n in names:
+        if n.startswith("conv"):
+            assert names[names.index(n) + 1] == "act" + n[4:]  # each conv's activation follows

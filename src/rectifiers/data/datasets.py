@@ -139,7 +139,8 @@ def open_dataset(name: str, split: str, root: str | os.PathLike | None = None,
         raise ConfigError(f"unknown data set {name!r}; use one of {', '.join(DATASETS)}")
     if name == "fashion_mnist":
         if split not in ("train", "test"):
-            raise ConfigError(f"Fashion-MNIST has the splits 'train' and 'test', not {split!r}")
+            raise ConfigError(f"Fashion-MNIST has the splits 'train' and 'test', not {split!r} "
+                              f"(--split)")
         fm = FashionMNIST(root, split)
         data: InMemoryDataset | ImageFolder = InMemoryDataset(
             fm.images, fm.labels, tuple(fm.classes), name, split)

@@ -41,6 +41,21 @@ class Conv:
     stride: int = 1
     pad: int | tuple[int, int, int, int] = 0
 
+    def __post_init__(self) -> None:
+        if not self.name.startswith("conv"):
+            raise ValueError(f"conv layer names start with 'conv' (e.g. 'conv2_1'), got "
+                             f"{self.name!r}")
+
+    @property
+    def act_name(self) -> str:
+        """Name of this layer's activation: ``conv2_1`` -> ``act2_1``."""
+        return "act" + self.name.removeprefix("conv")
+
+    @property
+    def pad_name(self) -> str:
+        """Name of this layer's asymmetric zero padding (if any): ``conv2`` -> ``pad2``."""
+        return "pad" + self.name.removeprefix("conv")
+
 
 @dataclass(frozen=True)
 class Pool:
@@ -105,10 +120,10 @@ class SPPNet(nn.Module):
             pad = item.pad
             if isinstance(pad, tuple):
                 # Asymmetric padding (2x2 convs) as its own module: plain nn.Conv2d stays plain.
-                layers["pad" + item.name[4:]] = nn.ZeroPad2d(pad)
+                layers[item.pad_name] = nn.ZeroPad2d(pad)
                 pad = 0
             layers[item.name] = nn.Conv2d(chans, item.out, item.kernel, item.stride, pad)
-            layers["act" + item.name[4:]] = _make_act(act, item.out, act_kwargs)
+            layers[item.act_name] = _make_act(act, item.out, act_kwargs)
             chans, stride = item.out, stride * item.stride
         self.trunk = nn.Sequential(layers)
         self.spp = SPP(tuple(spp_levels), rule=spp_rule)
