@@ -19,12 +19,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rectifiers.files import atomic_path, atomic_write_text
 
 __all__ = [
     "VERDICTS",
     "Section",
-    "atomic_write_text",
     "fmt",
     "format_summary",
     "integer_ticks",
@@ -32,6 +33,7 @@ __all__ = [
     "new_figure",
     "numbered_titles",
     "plain_log_ticks",
+    "plt_colormap",
     "save_figure",
     "write_report",
 ]
@@ -110,6 +112,13 @@ def new_figure(ncols: int = 1, nrows: int = 1, width: float = 5.2, height: float
     return fig, axes
 
 
+def plt_colormap(name: str):
+    """A matplotlib colormap by name (matplotlib is imported lazily: it is an extra)."""
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
 def integer_ticks(ax, axis: str = "x") -> None:
     """Whole-number ticks only (epochs)."""
     from matplotlib.ticker import MaxNLocator
@@ -149,8 +158,6 @@ def numbered_titles(sections: Sequence[Section]) -> list[str]:
 
 
 def _environment() -> dict[str, Any]:
-    import torch
-
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
