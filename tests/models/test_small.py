@@ -99,3 +99,56 @@ def test_wrong_channel_count_fails_clearly() -> None:
     m = create_model("prelunet_small", num_classes=10, in_chans=1)
     with pytest.raises(ValueError, match=r"expected a \(N, 1, H, W\) image batch"):
         m(torch.randn(2, 3, 28, 28))
+
+
+def _saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
+    """Unique bytes autograd keeps for backward in ``model(x)``, parameters excluded."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    out.sum().backward()
+    return sum(seen.values())
+
+
+@pytest.mark.parametrize("name", ["prelunet_small", "plain_small"])
+def test_prelu_nets_take_the_lean_path_and_keep_no_more_than_the_relu_net(name: str) -> None:
+    """Issue 11: PReLU-nets build in-place PReLU after every conv/fc, so a train step keeps
+    exactly the bytes of the same net with ReLU (1.56-1.6x with out-of-place PReLU)."""
+    from rectifiers.nn import PReLU
+
+    torch.manual_seed(0)
+    x = torch.randn(8, 1, 28, 28)
+    built = {}
+    for act in ("prelu", "relu", "prelu_shared"):
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=10, in_chans=1, act=act).train()
+        built[act] = _saved_activation_bytes(model, x)
+        if act != "relu":
+            acts = [m for m in model.modules() if isinstance(m, PReLU)]
+            assert acts and all(m.inplace for m in acts)
+    assert built["prelu"] == built["relu"] == built["prelu_shared"]
+    # the user can still ask for the out-of-place layer
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=1, act_kwargs={"inplace": False})
+    assert _saved_activation_bytes(model.train(), x) > built["relu"]
+
+
+def test_lean_prelu_net_gradients_equal_the_out_of_place_net() -> None:
+    torch.manual_seed(0)
+    plain = create_model("prelunet_small", num_classes=10, in_chans=1, drop_rate=0.0,
+                         act_kwargs={"inplace": False}).train()
+    lean = create_model("prelunet_small", num_classes=10, in_chans=1, drop_rate=0.0).train()
+    lean.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 1, 28, 28)
+    lean(x).square().sum().backward()
+    plain(x).square().sum().backward()
+    for (name, a), (_, b) in zip(lean.named_parameters(), plain.named_parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)

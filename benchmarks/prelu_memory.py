@@ -1,0 +1,80 @@
+"""Bytes a train step keeps for backward: PReLU-net vs the same net with ReLU (issue 11, item 3).
+
+For each model the forward pass of one training step runs under
+``torch.autograd.graph.saved_tensors_hooks`` that record every tensor autograd saves; storages
+are deduplicated by pointer (an in-place activation's output *is* its input buffer, and the
+next conv saves that same buffer), so the sum is the activation memory the step keeps alive
+until backward (parameters, alive anyway, are not counted). Rows: the models as built by
+default (``create_model``), and with ``act_kwargs={"inplace": ...}`` forced either way, so the
+table shows what the lean path saves whatever the model builder's default is.
+
+Run::
+
+    .venv/bin/python benchmarks/prelu_memory.py [--batch-small 128] [--batch-a 2]
+
+Target: PReLU-net / ReLU-net <= 1.00 for ``prelunet_small`` and ``prelunet_a``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from rectifiers.models import create_model
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(unique bytes saved for backward, number of unique storages) of ``model(x)``.
+
+    Parameters (conv/fc weights, PReLU slopes) are alive anyway and not counted: the sum is
+    the activation memory the step adds.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        s = t.untyped_storage()
+        if s.data_ptr() not in params:
+            seen[s.data_ptr()] = s.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x)
+    out.float().sum().backward()  # a real step: the saved tensors must suffice
+    return sum(seen.values()), len(seen)
+
+
+def measure(name: str, act: str, x: torch.Tensor, kwargs: dict, inplace) -> tuple[int, int]:
+    act_kwargs = {} if inplace is None else {"inplace": inplace}
+    torch.manual_seed(0)
+    model = create_model(name, act=act, act_kwargs=act_kwargs, **kwargs)
+    model.train()
+    return saved_bytes(model, x)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch-small", type=int, default=128)
+    ap.add_argument("--batch-a", type=int, default=2)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    cases = [
+        ("prelunet_small", dict(num_classes=10, in_chans=1),
+         torch.randn(args.batch_small, 1, 28, 28)),
+        ("prelunet_a", dict(num_classes=1000, in_chans=3),
+         torch.randn(args.batch_a, 3, 224, 224)),
+    ]
+    print("| model | batch | build | PReLU-net MiB | ReLU-net MiB | ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, kwargs, x in cases:
+        for label, inplace in (("default", None), ("inplace=False", False),
+                               ("inplace=True", True)):
+            p, _ = measure(name, "prelu", x, kwargs, inplace)
+            r, _ = measure(name, "relu", x, kwargs, inplace)
+            print(f"| {name} | {x.shape[0]} | {label} | {p / 2**20:.1f} | {r / 2**20:.1f} | "
+                  f"{p / r:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
