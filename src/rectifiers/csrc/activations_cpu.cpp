@@ -18,6 +18,9 @@
 // inner = prod(shape[2:]), channels_last gives inner = 1, and activations without a
 // per-channel parameter use C = 1, inner = numel (any dense layout, memory order).
 //
+// Built with -fno-math-errno (rectifiers/nn/_activations_cpu.py): errno is never read, and without
+// it std::sqrt cannot be vectorised.
+//
 // Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only); fp64 computes in fp64
 // with libm (exact reference path for tests). The fp32 exp/expm1 are within 2 ulp; erfc is
 // within 1.2e-7 relative (the Chebyshev fit of Numerical Recipes' erfcc), like ATen's own
@@ -191,7 +194,8 @@ struct Leaky {
     return y > A(0) ? A(1) : a;
   }
 };
-// murmur3's 32-bit finaliser over (offset, seed): the rrelu slope of one element
+// murmur3's 32-bit finaliser: the rrelu slope of one element is a hash of its memory offset and
+// of a random seed drawn at each forward (one finaliser per element is enough for U(l, u))
 inline uint32_t mix32(uint32_t h) {
   h ^= h >> 16;
   h *= 0x85ebca6bu;
@@ -204,26 +208,23 @@ inline uint32_t mix32(uint32_t h) {
 struct RRelu {
   template <typename A>
   static A slope(const P& p, uint32_t i) {
-    const uint32_t s = static_cast<uint32_t>(static_cast<int64_t>(p.p2));
-    const uint32_t h = mix32(mix32(i * 0x9e3779b9u + s) ^ (s >> 7));
-    const float u = static_cast<float>(h >> 8) * (1.0f / 16777216.0f);
+    const uint32_t h = mix32((i * 0x9e3779b9u) ^ static_cast<uint32_t>(p.p2));
+    // h >> 8 < 2^24: exact as a signed int, which converts in one vector instruction
+    const float u = static_cast<float>(static_cast<int32_t>(h >> 8)) * (1.0f / 16777216.0f);
     return A(static_cast<float>(p.p0) + static_cast<float>(p.p1 - p.p0) * u);
   }
+  // arithmetic instead of selects: g++ would sink the hash into a branch and not vectorise
   template <typename A>
   static A fwd(A x, const P& p, A, uint32_t i) {
-    const A a = slope<A>(p, i);
-    return x > A(0) ? x : a * x;
+    return std::max(x, A(0)) + slope<A>(p, i) * std::min(x, A(0));
   }
   template <typename A>
   static A d_in(A x, const P& p, A, uint32_t i) {
-    const A a = slope<A>(p, i);
-    return x > A(0) ? A(1) : a;
+    const A pos = x > A(0) ? A(1) : A(0);
+    return pos + (A(1) - pos) * slope<A>(p, i);
   }
   template <typename A>
-  static A d_out(A y, const P& p, A, uint32_t i) {
-    const A a = slope<A>(p, i);
-    return y > A(0) ? A(1) : a;
-  }
+  static A d_out(A y, const P& p, A, uint32_t i) { return d_in(y, p, A(0), i); }
 };
 // scale * (x > 0 ? x : alpha (e^x - 1))   (p0 alpha, p1 scale): elu and selu
 struct Elu {
@@ -485,7 +486,7 @@ inline typename Compute<T>::type deriv(T s, bool mv, const P& prm,
                                        typename Compute<T>::type w, uint32_t i) {
   using A = typename Compute<T>::type;
   if constexpr (kMode == kFromMask) {
-    return mv ? A(1) : A(0);
+    return static_cast<A>(mv);  // a conversion, not a select: g++ would branch on the mask
   } else if constexpr (kMode == kFromOutput) {
     return F::d_out(ld(s), prm, w, i);
   } else {

@@ -18,7 +18,8 @@ __all__ = ["available", "load_error", "forward", "backward", "SUPPORTED_DTYPES",
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 MODES = {"input": 0, "output": 1, "mask": 2}
-EXTENSION = Extension("activations_cpu.cpp")
+# -fno-math-errno: nothing reads errno, and with it g++ cannot vectorise std::sqrt (smelu)
+EXTENSION = Extension("activations_cpu.cpp", extra_flags=("-fno-math-errno",))
 
 
 def available() -> bool:

@@ -173,8 +173,7 @@ def rrelu_slopes(like: torch.Tensor, lower: float, upper: float, seed: int) -> t
     n = like.numel()
     stride = torch.empty_like(like, device="meta").stride()  # dense memory order
     off = torch.arange(n, device=like.device, dtype=torch.int64).as_strided(like.shape, stride)
-    s = int(seed) & _M32
-    h = _mix32(_mix32((off * 0x9E3779B9 + s) & _M32) ^ (s >> 7))
+    h = _mix32(((off * 0x9E3779B9) & _M32) ^ (int(seed) & _M32))
     u = (h >> 8).to(torch.float32) * (1.0 / 16777216.0)
     lo = torch.tensor(lower, dtype=torch.float32, device=like.device)
     span = torch.tensor(upper - lower, dtype=torch.float32, device=like.device)

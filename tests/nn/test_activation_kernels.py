@@ -1,0 +1,307 @@
+"""The zoo's fused kernels: C++ vs eager formulas vs fp64 references, double backward,
+forward-mode AD, extremes in every dtype, memory kept for backward, determinism, fallback."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import forward_ad
+
+from rectifiers.nn import _activations_cpu, activations, list_activations, make_activation
+from rectifiers.nn.activations import activation, rrelu_slopes
+
+# every activation on the zoo kernels (prelu/prelu_shared have their own operator and tests)
+ZOO = [n for n in list_activations() if n not in ("prelu", "prelu_shared")]
+SURROGATE = {"helu"}  # backward is a designed surrogate, not the derivative
+INPLACE_REAL = {"relu", "leaky_relu", "rrelu", "elu", "selu", "smelu", "helu"}
+needs_cpp = pytest.mark.skipif(not _activations_cpu.available(), reason="no C++ compiler")
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """Force the portable eager formulas (as on a GPU or without a compiler)."""
+    monkeypatch.setattr(activations, "_use_cpp", lambda x: False)
+
+
+def _away_from_kinks(x: torch.Tensor) -> torch.Tensor:
+    for k in (0.0, 1.0, -1.0, -0.05):
+        x = torch.where((x - k).abs() < 1e-3, x + 1e-2, x)
+    return x
+
+
+def _run(name, x, train=False, inplace=False, g=None, seed=3):
+    """Output and input gradient of ``name`` at ``x`` (a fresh module, fixed rrelu seed)."""
+    m = make_activation(name, channels=x.shape[1], inplace=inplace).to(x.dtype).train(train)
+    leaf = x.detach().clone().requires_grad_()
+    torch.manual_seed(seed)
+    y = m(leaf * 1)
+    y.backward(torch.ones_like(y) if g is None else g)
+    return y.detach(), leaf.grad
+
+
+def _grid(dtype, fmt=torch.contiguous_format):
+    x = torch.linspace(-12, 12, 2 * 3 * 7 * 11, dtype=torch.float64).reshape(2, 3, 7, 11)
+    return x.to(dtype).contiguous(memory_format=fmt)
+
+
+@needs_cpp
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("train", [False, True])
+def test_cpp_equals_eager_formulas_fp64(name, fmt, train, monkeypatch):
+    x = _grid(torch.float64, fmt)
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y_c, gx_c = _run(name, x, train, g=g)
+    monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+    y_e, gx_e = _run(name, x, train, g=g)
+    # rrelu: the slope lower + (upper - lower) u is formed in fp32 by both, maybe with an FMA
+    tol = 1e-7 if name == "rrelu" and train else 1e-13
+    torch.testing.assert_close(y_c, y_e, rtol=tol, atol=tol)
+    torch.testing.assert_close(gx_c, gx_e, rtol=tol, atol=tol)
+    assert y_c.is_contiguous(memory_format=fmt)
+
+
+@needs_cpp
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.bfloat16, 1.6e-2)])
+def test_cpp_low_precision_close_to_fp64(name, dtype, tol):
+    x = _grid(torch.float64)
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y_ref, gx_ref = _run(name, x.to(dtype).double(), g=g.to(dtype).double())
+    y, gx = _run(name, x.to(dtype), g=g.to(dtype))
+    # one rounding of the result (bf16: 2^-8) on top of the fp32 kernel error
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
+    torch.testing.assert_close(gx.double(), gx_ref, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "eager"])
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_gradcheck_and_gradgradcheck_fp64(name, inplace, backend, monkeypatch):
+    if backend == "eager":
+        monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+    if inplace and name not in INPLACE_REAL:
+        pytest.skip("inplace is a no-op for this activation")
+    torch.manual_seed(0)
+    x = _away_from_kinks(torch.randn(2, 3, 4, dtype=torch.float64) * 3).requires_grad_()
+    if name == "rrelu":  # training form with a fixed seed: the same slopes on every call
+        def f(t):
+            return activation(t * 1, "rrelu", (1 / 8, 1 / 3, 12345), None, "output", inplace)
+    else:
+        m = make_activation(name, channels=3, inplace=inplace).double()
+
+        def f(t):
+            return m(t * 1)
+    if name not in SURROGATE:
+        assert torch.autograd.gradcheck(f, (x,))
+    assert torch.autograd.gradgradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("backend", ["cpp", "eager"])
+@pytest.mark.parametrize("channel_wise", [False, True])
+def test_swish_beta_gradcheck_and_gradgradcheck(channel_wise, backend, monkeypatch):
+    if backend == "eager":
+        monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+    torch.manual_seed(0)
+    x = (torch.randn(2, 3, 4, 5, dtype=torch.float64) * 2).requires_grad_()
+    beta = (torch.rand(3 if channel_wise else 1, dtype=torch.float64) + 0.5).requires_grad_()
+
+    def f(t, b):
+        return activation(t, "swish", (), b)
+
+    assert torch.autograd.gradcheck(f, (x, beta))
+    assert torch.autograd.gradgradcheck(f, (x, beta))
+    xc = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(f, (xc, beta))
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_forward_mode_ad_equals_backward(name, inplace):
+    if inplace and name not in INPLACE_REAL:
+        pytest.skip("inplace is a no-op for this activation")
+    torch.manual_seed(0)
+    x = _away_from_kinks(torch.randn(2, 3, 4, dtype=torch.float64) * 3)
+    t = torch.randn_like(x)
+    m = make_activation(name, channels=3, inplace=inplace).double().eval()
+    _, vjp = _run(name, x, g=t)  # elementwise: the vjp with v = t is the jvp
+    with forward_ad.dual_level():
+        dual = forward_ad.make_dual(x.clone(), t)
+        out = m(dual * 1)
+        y, tangent = forward_ad.unpack_dual(out)
+    torch.testing.assert_close(tangent, vjp, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y, m(x.clone()), rtol=0, atol=0)
+
+
+def test_forward_mode_ad_of_swish_beta_matches_finite_difference():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 4, dtype=torch.float64)
+    beta = torch.tensor([0.7, 1.3, 2.0], dtype=torch.float64)
+    tb = torch.tensor([0.3, -1.0, 0.5], dtype=torch.float64)
+    with forward_ad.dual_level():
+        out = activation(x, "swish", (), forward_ad.make_dual(beta, tb))
+        tangent = forward_ad.unpack_dual(out).tangent
+    eps = 1e-6
+    fd = (activation(x, "swish", (), beta + eps * tb)
+          - activation(x, "swish", (), beta - eps * tb)) / (2 * eps)
+    torch.testing.assert_close(tangent, fd, rtol=1e-7, atol=1e-9)
+
+
+def _all_magnitudes(dtype):
+    fi = torch.finfo(dtype)
+    mags = torch.logspace(math.log10(fi.tiny), math.log10(fi.max) - 0.01, 200,
+                          dtype=torch.float64)
+    vals = torch.cat([mags, -mags, torch.tensor([0.0, fi.max, -fi.max], dtype=torch.float64)])
+    return vals.to(dtype).reshape(1, 1, -1).expand(2, 3, -1).contiguous()
+
+
+@pytest.mark.parametrize("name", ZOO)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("train", [False, True])
+def test_finite_over_the_whole_float_range(name, dtype, train):
+    x = _all_magnitudes(dtype)
+    y, gx = _run(name, x, train)
+    # selu's scale 1.0507 > 1: its true value overflows for the largest inputs, as it should
+    overflow = (x.double().abs() * 1.0507009873554805 > torch.finfo(dtype).max) & (x > 0)
+    ok = torch.isfinite(y) | (overflow & (name == "selu"))
+    assert ok.all() and not torch.isnan(y).any(), (name, x[0, 0][~ok[0, 0]])
+    assert torch.isfinite(gx).all(), (name, x[0, 0][~torch.isfinite(gx[0, 0])])
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_keeps_at_most_one_input_sized_tensor_for_backward(name):
+    x = torch.randn(4, 3, 8, 8)
+    for inplace in (False, True):
+        m = make_activation(name, channels=3, inplace=inplace).train()
+        h = (x.clone().requires_grad_()) * 1
+        saved: dict[int, torch.Tensor] = {}
+
+        def pack(t, saved=saved):
+            saved[t.untyped_storage().data_ptr()] = t
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            y = m(h)
+        big = [t for t in saved.values() if t.numel() == x.numel()]
+        assert len(big) <= 1, name
+        if name in INPLACE_REAL:
+            # piecewise-linear / output-invertible: the output itself or a 1-byte mask
+            (kept,) = big
+            if name == "helu":
+                assert kept.dtype == torch.bool
+            else:
+                assert kept.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+            if inplace:
+                assert y.untyped_storage().data_ptr() == h.untyped_storage().data_ptr()
+
+
+def test_rrelu_slopes_regenerated_from_the_seed_match_forward():
+    torch.manual_seed(0)
+    m = make_activation("rrelu").train()
+    x = -torch.rand(4, 16, 9, 9) - 0.1
+    leaf = x.clone().requires_grad_()
+    torch.manual_seed(7)
+    y = m(leaf * 1)
+    y.backward(torch.ones_like(y))
+    slopes = y.detach() / x
+    torch.testing.assert_close(leaf.grad, slopes, rtol=1e-6, atol=0)  # backward = forward slope
+    assert slopes.min() >= 1 / 8 - 1e-7 and slopes.max() <= 1 / 3 + 1e-7
+    # U(1/8, 1/3): mean 0.2292, sd (1/3 - 1/8)/sqrt(12) = 0.0601; n = 5184
+    n = slopes.numel()
+    assert abs(slopes.mean().item() - (1 / 8 + 1 / 3) / 2) < 5 * 0.0601 / math.sqrt(n)
+    assert abs(slopes.std().item() - (1 / 3 - 1 / 8) / math.sqrt(12)) < 0.005
+    torch.manual_seed(7)
+    again = m(x.clone())
+    assert torch.equal(again, y.detach())  # reproducible under torch.manual_seed
+    assert not torch.equal(m(x.clone()), y.detach())  # a fresh seed per forward
+
+
+@needs_cpp
+def test_rrelu_eager_slopes_equal_the_kernels():
+    x = -torch.ones(3, 5, 7, 2)
+    y = torch.empty_like(x)
+    _activations_cpu.forward(x, 2, [0.125, 1 / 3, 987654.0], torch.ones(1), (1, x.numel()), y)
+    # equal up to one fp32 rounding (the kernel may fuse lower + span * u into an FMA)
+    torch.testing.assert_close(-y, rrelu_slopes(x, 0.125, 1 / 3, 987654), rtol=2.4e-7, atol=0)
+
+
+@needs_cpp
+def test_swish_beta_gradient_deterministic_for_any_thread_count():
+    torch.manual_seed(0)
+    x = torch.randn(8, 64, 40, 40)
+    g = torch.randn_like(x)
+    sw = make_activation("swish", channels=64, channel_wise=True)
+    grads = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            for fmt in (torch.contiguous_format,):
+                sw.beta.grad = None
+                sw(x.contiguous(memory_format=fmt)).backward(g)
+                grads.append(sw.beta.grad.clone())
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(grads[0], gr) for gr in grads[1:])
+    xd, gd, bd = x.double().requires_grad_(), g.double(), sw.beta.detach().double()
+    bd.requires_grad_()
+    (xd * torch.sigmoid(bd.reshape(1, -1, 1, 1) * xd)).backward(gd)
+    torch.testing.assert_close(grads[0].double(), bd.grad, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("channel_wise", [False, True])
+def test_swish_bf16_autocast_keeps_fp32_beta_and_fp32_gradient(channel_wise):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 4, 1)
+    sw = make_activation("swish", channels=4, channel_wise=channel_wise)
+    x = torch.randn(2, 4, 6, 6).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = conv(x)
+        y = sw(h)
+    assert y.dtype == torch.bfloat16 and sw.beta.dtype == torch.float32
+    y.float().sum().backward()
+    assert sw.beta.grad.dtype == torch.float32
+    ref = make_activation("swish", channels=4, channel_wise=channel_wise)
+    ref(h.detach().float()).sum().backward()
+    torch.testing.assert_close(sw.beta.grad, ref.beta.grad, rtol=2e-2, atol=2e-2)
+
+
+def test_missing_compiler_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(_activations_cpu, "available", lambda: False)
+    monkeypatch.setattr(_activations_cpu, "load_error", lambda: "RuntimeError: no C++ compiler")
+    monkeypatch.setattr(activations, "_warned", False)
+    x = torch.randn(2, 3, 4)
+    with pytest.warns(RuntimeWarning, match="C\\+\\+ activation kernels are unavailable"):
+        y = make_activation("mish")(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_activation("gelu")(x)  # once only
+    torch.testing.assert_close(y, x * torch.tanh(nn.functional.softplus(x)))
+
+
+def test_rectifiers_no_cpp_is_silent(monkeypatch):
+    monkeypatch.setattr(_activations_cpu, "available", lambda: False)
+    monkeypatch.setattr(_activations_cpu, "load_error", lambda: "disabled by RECTIFIERS_NO_CPP")
+    monkeypatch.setattr(activations, "_warned", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_activation("silu")(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_non_dense_input_uses_the_eager_path_with_equal_values(name):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)[:, :, ::2]  # strided, not dense
+    m = make_activation(name, channels=3).double().eval()
+    torch.testing.assert_close(m(x), m(x.contiguous()), rtol=1e-13, atol=1e-13)
+
+
+def test_inplace_on_a_leaf_is_refused_before_writing():
+    x = torch.randn(3, 4, requires_grad=True)
+    before = x.detach().clone()
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        make_activation("elu", inplace=True)(x)
+    assert torch.equal(x.detach(), before)
