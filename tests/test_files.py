@@ -83,3 +83,14 @@ def test_temporaries_of_finds_only_atomic_path_leftovers(tmp_path):
     assert found == [names[1], names[0]]
     assert [p.name for p in temporaries_of(tmp_path / "log.jsonl")] == [names[4]]
     assert temporaries_of(tmp_path / "missing" / "x.csv") == []
+
+
+def test_a_file_size_limit_is_reported_like_a_full_disk(tmp_path):
+    import errno
+
+    from rectifiers.files import DiskFullError
+
+    with pytest.raises(DiskFullError, match=r"size limit .* while writing .*big\.bin.*nothing "
+                       r"was written\. Raise the limit"), atomic_path(tmp_path / "big.bin"):
+        raise OSError(errno.EFBIG, "File too large")
+    assert list(tmp_path.iterdir()) == []

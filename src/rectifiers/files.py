@@ -9,7 +9,8 @@ removed and the old target, if any, is untouched.
 Errors the user can fix become one clear :class:`~rectifiers.errors.UserError` naming the path
 (they are also :class:`OSError`, so code that catches ``OSError`` keeps working):
 
-* :class:`DiskFullError` -- the disk (or quota) filled up during the write;
+* :class:`DiskFullError` -- the disk (or quota, or the file size limit) filled up during the
+  write;
 * :class:`FileWriteError` -- the target's directory cannot be created or written (permissions,
   read-only file system, a parent that is a file), or the target is a directory.
 
@@ -33,7 +34,12 @@ from rectifiers.errors import UserError
 __all__ = ["DiskFullError", "FileWriteError", "atomic_path", "atomic_write_bytes",
            "atomic_write_text", "temporaries_of"]
 
-_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# errno -> what happened, for the writes that failed because the file could not grow
+_DISK_FULL = {
+    errno.EFBIG: "the file reached the size limit (ulimit -f, or the file system's maximum)",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "the disk quota is exhausted",
+    errno.ENOSPC: "no space left on the device",
+}
 
 
 class FileWriteError(UserError, OSError):
@@ -70,9 +76,11 @@ def _free_space(directory: Path) -> str:
 
 def _disk_full(path: Path, e: OSError) -> DiskFullError:
     existed = "the previous file is intact" if path.exists() else "nothing was written"
+    fix = ("raise the limit or write elsewhere" if e.errno == errno.EFBIG
+           else "free some space or write elsewhere")
     return DiskFullError(
-        e.errno, f"no space left on the device while writing {path} (free now: "
-        f"{_free_space(path.parent)}); {existed}. Free some space or write elsewhere")
+        e.errno, f"{_DISK_FULL[e.errno]} while writing {path} (free space now: "
+        f"{_free_space(path.parent)}); {existed}. {fix[0].upper()}{fix[1:]}")
 
 
 def _unwritable(path: Path, e: OSError, what: str) -> FileWriteError:
