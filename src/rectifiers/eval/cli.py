@@ -20,9 +20,11 @@ writes ``{prefix}.json`` (metrics, confusion matrix, settings), ``{prefix}_per_c
 are skipped, counted, and listed in ``{out-dir}/{prefix}_skipped_images.txt``.
 
 Under ``torchrun`` every rank scores the samples ``rank, rank + W, rank + 2W, ...`` and the
-integer counts (confusion matrix, per-class top-k hits) are summed with ``all_reduce``, so the
-result equals a single-process run exactly (up to float ties between classes: ranks run the
-model on other batch sizes). Only rank 0 prints and writes.
+integer counts (confusion matrix, per-class top-k hits) are summed exactly with ``all_reduce``.
+The result equals a single-process run whenever every sample gets the same top-k classes
+there, i.e. except at a near-tie between two classes: ranks run the model on batches of
+another composition, whose conv/GEMM blocking (batch size, threads, CPU vector width) can
+change a sample's scores in the last bits. Only rank 0 prints and writes.
 
 User errors (bad flags, bad files, bad checkpoints) raise :class:`rectifiers.errors.UserError`;
 ``rectifiers`` prints them as one line and exits with 2.
