@@ -305,3 +305,32 @@ def test_inplace_on_a_leaf_is_refused_before_writing():
     with pytest.raises(RuntimeError, match="leaf Variable"):
         make_activation("elu", inplace=True)(x)
     assert torch.equal(x.detach(), before)
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_trace_and_export_see_plain_ops_with_equal_values(name):
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), make_activation(name, channels=4)).eval()
+    x = torch.randn(2, 3, 5, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(m, (x,), check_trace=False)
+        exported = torch.export.export(m, (x,)).module()
+    torch.testing.assert_close(traced(x), m(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(exported(x), m(x), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gelu", "helu", "swish", "smelu"])  # rrelu: compiled RNG differs
+def test_torch_compile_trains_like_eager(name):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), make_activation(name, channels=4, channel_wise=True)
+                      if name == "swish" else make_activation(name, channels=4)).train()
+    x = torch.randn(2, 3, 5, 5)
+    grads = []
+    for fn in (m, torch.compile(m)):
+        m.zero_grad()
+        torch.manual_seed(1)
+        fn(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in m.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -415,11 +415,16 @@ def activation(
         )
     if inplace:
         _check_inplace_allowed(x)
+    spec = _SPECS[name]
+    if _graph_mode() and name not in ("helu", "rrelu"):
+        # tracers, exporters and compilers see plain ATen ops (autograd differentiates them);
+        # helu's surrogate gradient and rrelu's seeded slopes need the Function
+        y = spec.f(x, p, _w_view(w, x))
+        return x.copy_(y) if inplace else y
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or (w is not None and w.requires_grad))
     if needs_grad or forward_ad._current_level >= 0 or _graph_mode():
         return _ActFunction.apply(x, w, name, tuple(p), mode, inplace)
-    spec = _SPECS[name]
     lay = _layout(x, w) if _use_cpp(x) else None
     if lay is None:
         y = spec.f(x, p, _w_view(w, x))
