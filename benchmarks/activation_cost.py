@@ -65,15 +65,18 @@ def saved_bytes(act: nn.Module, h: torch.Tensor) -> tuple[int, int]:
     return saved, sum(seen.values())
 
 
+TIMER = time.perf_counter  # --timer cpu: time.process_time (CPU seconds of all threads)
+
+
 def make_step(act: nn.Module, leaf: torch.Tensor, grad: torch.Tensor) -> Callable[[], float]:
     def step() -> float:
         leaf.grad = None
         for p in act.parameters():
             p.grad = None
         h = leaf.clone()  # a fresh non-leaf each step: in-place variants may overwrite it
-        t0 = time.perf_counter()
+        t0 = TIMER()
         act(h).backward(grad)
-        return time.perf_counter() - t0
+        return TIMER() - t0
 
     return step
 
@@ -126,7 +129,13 @@ def main() -> None:
                     help="only the zoo grid (every activation, fp32/bf16, both layouts)")
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the zoo grid")
     ap.add_argument("--only", default="", help="zoo grid: comma-separated activation names")
+    ap.add_argument("--timer", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time instead of wall time (with --threads 1 it is "
+                    "not inflated by waiting for a core on a loaded machine)")
     args = ap.parse_args()
+    if args.timer == "cpu":
+        global TIMER
+        TIMER = time.process_time
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_model()}")
@@ -231,7 +240,8 @@ def zoo_grid(shape: tuple[int, ...], rounds: int, only: list[str]) -> None:
     torch.manual_seed(0)
     c = shape[1]
     mb = 2**20
-    print(f"\nZoo grid: torch {torch.__version__}, threads {torch.get_num_threads()}, input "
+    print(f"\nZoo grid: torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"timer {TIMER.__name__}, input "
           f"{shape}, training mode, forward+backward net of the input copy; {rounds} "
           "interleaved rounds after 2 warm-up rounds; ratio = median over rounds of "
           "(time / same round's in-place ReLU)")

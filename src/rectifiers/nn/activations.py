@@ -237,15 +237,14 @@ _UNIT_W: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
 def _graph_mode() -> bool:
     """True when a tracer/exporter/compiler records: use the eager formulas there."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
-        return True
-    return bool(torch.compiler.is_compiling())
+    # the legacy ONNX exporter traces, torch.export and dynamo count as compiling
+    return torch._C._get_tracing_state() is not None or bool(torch.compiler.is_compiling())
 
 
 def _use_cpp(x: torch.Tensor) -> bool:
     if x.device.type != "cpu" or x.dtype not in _activations_cpu.SUPPORTED_DTYPES:
         return False
-    if x.numel() == 0 or not (x.is_contiguous() or _channels_last(x)) or _graph_mode():
+    if x.numel() == 0 or not (x.is_contiguous() or _channels_last(x)):
         return False
     if not _activations_cpu.available():
         global _warned
@@ -312,7 +311,7 @@ class _ActFunction(torch.autograd.Function):
     def forward(ctx, x, w, name: str, p: tuple, mode: str, inplace: bool):
         spec = _SPECS[name]
         ctx.name, ctx.p, ctx.mode, ctx.inplace = name, p, mode, inplace
-        lay = _layout(x, w) if _use_cpp(x) else None
+        lay = _layout(x, w) if not _graph_mode() and _use_cpp(x) else None
         ctx.lay = lay
         mask = None
         if lay is not None:
@@ -416,14 +415,15 @@ def activation(
     if inplace:
         _check_inplace_allowed(x)
     spec = _SPECS[name]
-    if _graph_mode() and name not in ("helu", "rrelu"):
+    graph = _graph_mode()
+    if graph and name not in ("helu", "rrelu"):
         # tracers, exporters and compilers see plain ATen ops (autograd differentiates them);
         # helu's surrogate gradient and rrelu's seeded slopes need the Function
         y = spec.f(x, p, _w_view(w, x))
         return x.copy_(y) if inplace else y
     needs_grad = torch.is_grad_enabled() and (
         x.requires_grad or (w is not None and w.requires_grad))
-    if needs_grad or forward_ad._current_level >= 0 or _graph_mode():
+    if needs_grad or forward_ad._current_level >= 0 or graph:
         return _ActFunction.apply(x, w, name, tuple(p), mode, inplace)
     lay = _layout(x, w) if _use_cpp(x) else None
     if lay is None:
