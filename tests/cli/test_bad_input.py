@@ -278,7 +278,12 @@ def test_train_divergence_ends_non_zero_and_says_so(fm_dir, tmp_path):
     out = tmp_path / "run"
     r = rectifiers("train", "--data-dir", fm_dir, *TINY_TRAIN, "--lr", "100", "--epochs", "3",
                    "--out-dir", out)
-    assert_user_error(r, "(?i)diverg", flag("lr"), rc=(2, 3))
+    assert_user_error(r, "(?i)diverg", flag("lr"), "(?i)checkpoint", rc=(2, 3))
+    if (out / LAST).exists():  # what was kept is a good checkpoint: finite, checksums valid
+        from rectifiers.train.checkpoint import load_model
+
+        model, _ = load_model(out / LAST)
+        assert all(bool(p.isfinite().all()) for p in model.parameters())
 
 
 def test_train_refuses_an_existing_run_without_resume(trained_run, fm_dir, tmp_path):
