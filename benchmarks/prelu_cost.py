@@ -1,0 +1,117 @@
+"""Forward+backward cost of PReLU vs in-place ReLU, side by side in one run (issue 11, item 4).
+
+Every variant is timed once per round, interleaved (A B C D A B C D ...), and its ratio to the
+same round's in-place ReLU is taken per round; the table gives the median ms and the median of
+the per-round ratios (robust on a loaded machine). By default the clock is the process's CPU
+time (all threads), which a loaded machine does not inflate by descheduling; ``--clock wall``
+gives wall time. One sample = ``--inner`` calls of
+``act(h).backward(g)`` on fresh non-leaf copies ``h`` (the copies are made outside the timed
+region), so small maps are not dominated by the timer.
+
+Rows: in-place ReLU (baseline), ours channel-wise in place, ours channel-wise out of place,
+``torch.nn.PReLU`` (reference), on (32, 64, 56, 56) fp32 contiguous and channels_last and on a
+small map (4, 16, 28, 28). Targets: in place <= 1.1x, out of place <= 1.3x, small map <= 1.5x.
+
+Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md)::
+
+    MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
+        .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import time
+
+import torch
+from torch import nn
+
+from rectifiers.nn import PReLU, set_prelu_backend
+
+
+def cpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return "unknown CPU"
+    info = {}
+    for line in out.splitlines():
+        key, _, val = line.partition(":")
+        info[key.strip()] = val.strip()
+    flags = set(info.get("Flags", "").split())
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return (f"{info.get('Model name', '?')}, {info.get('CPU(s)', '?')} CPUs, "
+            f"ISA: {' '.join(isa) or 'no avx2'}")
+
+
+def variants(c: int) -> dict[str, nn.Module]:
+    return {
+        "relu (in place)": nn.ReLU(inplace=True),
+        "ours channel-wise in place": PReLU(c, inplace=True),
+        "ours channel-wise": PReLU(c),
+        "torch.nn.PReLU channel-wise": nn.PReLU(c),
+    }
+
+
+def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torch.float32):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    leaf = x.requires_grad_()
+    g = torch.randn_like(x)
+    acts = variants(shape[1])
+    times: dict[str, list[float]] = {k: [] for k in acts}
+    ratios: dict[str, list[float]] = {k: [] for k in acts}
+    for r in range(rounds + 2):  # two warm-up rounds
+        this = {}
+        for name, act in acts.items():
+            hs = [leaf.detach().clone().requires_grad_() * 1 for _ in range(inner)]
+            t0 = clock()
+            for h in hs:
+                act(h).backward(g)
+            this[name] = (clock() - t0) / inner
+            for p in act.parameters():
+                p.grad = None
+        if r >= 2:
+            for name, t in this.items():
+                times[name].append(t)
+                ratios[name].append(t / this["relu (in place)"])
+    return {k: (statistics.median(times[k]) * 1e3, statistics.median(ratios[k])) for k in acts}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--backend", default="cpp", choices=["cpp", "eager"])
+    ap.add_argument("--clock", default="cpu", choices=["cpu", "wall"],
+                    help="cpu: process CPU time (all threads; robust when the machine is "
+                    "loaded by other work), wall: perf_counter")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", default=None, help="run only the cases whose label contains this")
+    args = ap.parse_args()
+    set_prelu_backend(args.backend)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    print(f"# CPU: {cpu_model()}; torch {torch.__version__}; threads "
+          f"{torch.get_num_threads()}; backend {args.backend}; clock {args.clock}")
+    cases = [
+        ("(32,64,56,56) fp32 contiguous", (32, 64, 56, 56), False, 1),
+        ("(32,64,56,56) fp32 channels_last", (32, 64, 56, 56), True, 1),
+        ("(4,16,28,28) fp32 contiguous", (4, 16, 28, 28), False, 50),
+        ("(4,16,28,28) fp32 channels_last", (4, 16, 28, 28), True, 50),
+    ]
+    print("| tensor | variant | ms (median) | ratio to in-place ReLU (median per round) |")
+    print("|---|---|---|---|")
+    for label, shape, cl, inner in cases:
+        if args.only and args.only not in label:
+            continue
+        for name, (ms, ratio) in bench(shape, cl, args.rounds, inner, clock).items():
+            print(f"| {label} | {name} | {ms:.3f} | {ratio:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
