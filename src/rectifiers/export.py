@@ -323,7 +323,10 @@ def describe_normalization(norm: dict[str, Any] | None) -> str:
             parts.append("mean=[" + ", ".join(f"{v:.4f}" for v in t.tolist()) + "]")
     if norm.get("std") is not None:
         parts.append("std=[" + ", ".join(f"{float(v):.4f}" for v in norm["std"]) + "]")
-    return ", ".join(parts) + "; y = (x_uint8 * scale - mean) / std"
+    formula = ("x_uint8 * scale" if mean is None else "x_uint8 * scale - mean")
+    if norm.get("std") is not None:
+        formula = f"({formula}) / std"
+    return ", ".join(parts) + f"; y = {formula}"
 
 
 def input_size(model: nn.Module, meta: dict[str, Any],
