@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.autograd import forward_ad
 
-from rectifiers.nn import _activations_cpu, activations, list_activations, make_activation
-from rectifiers.nn.activations import activation, rrelu_slopes
+from rectifiers.nn import _activations_cpu, list_activations, make_activation, zoo_ops
+from rectifiers.nn.zoo_ops import activation, rrelu_slopes
 
 # every activation on the zoo kernels (prelu/prelu_shared have their own operator and tests)
 ZOO = [n for n in list_activations() if n not in ("prelu", "prelu_shared")]
@@ -24,7 +24,7 @@ needs_cpp = pytest.mark.skipif(not _activations_cpu.available(), reason="no C++ 
 @pytest.fixture
 def eager(monkeypatch):
     """Force the portable eager formulas (as on a GPU or without a compiler)."""
-    monkeypatch.setattr(activations, "_use_cpp", lambda x: False)
+    monkeypatch.setattr(zoo_ops, "_use_cpp", lambda x: False)
 
 
 def _away_from_kinks(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,7 @@ def test_cpp_equals_eager_formulas_fp64(name, fmt, train, monkeypatch):
     x = _grid(torch.float64, fmt)
     g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     y_c, gx_c = _run(name, x, train, g=g)
-    monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+    monkeypatch.setattr(zoo_ops, "_use_cpp", lambda t: False)
     y_e, gx_e = _run(name, x, train, g=g)
     # rrelu: the slope lower + (upper - lower) u is formed in fp32 by both, maybe with an FMA
     tol = 1e-7 if name == "rrelu" and train else 1e-13
@@ -83,7 +83,7 @@ def test_cpp_low_precision_close_to_fp64(name, dtype, tol):
 @pytest.mark.parametrize("inplace", [False, True])
 def test_gradcheck_and_gradgradcheck_fp64(name, inplace, backend, monkeypatch):
     if backend == "eager":
-        monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+        monkeypatch.setattr(zoo_ops, "_use_cpp", lambda t: False)
     if inplace and name not in INPLACE_REAL:
         pytest.skip("inplace is a no-op for this activation")
     torch.manual_seed(0)
@@ -105,7 +105,7 @@ def test_gradcheck_and_gradgradcheck_fp64(name, inplace, backend, monkeypatch):
 @pytest.mark.parametrize("channel_wise", [False, True])
 def test_swish_beta_gradcheck_and_gradgradcheck(channel_wise, backend, monkeypatch):
     if backend == "eager":
-        monkeypatch.setattr(activations, "_use_cpp", lambda t: False)
+        monkeypatch.setattr(zoo_ops, "_use_cpp", lambda t: False)
     torch.manual_seed(0)
     x = (torch.randn(2, 3, 4, 5, dtype=torch.float64) * 2).requires_grad_()
     beta = (torch.rand(3 if channel_wise else 1, dtype=torch.float64) + 0.5).requires_grad_()
@@ -273,7 +273,7 @@ def test_swish_bf16_autocast_keeps_fp32_beta_and_fp32_gradient(channel_wise):
 def test_missing_compiler_warns_once_and_falls_back(monkeypatch):
     monkeypatch.setattr(_activations_cpu, "available", lambda: False)
     monkeypatch.setattr(_activations_cpu, "load_error", lambda: "RuntimeError: no C++ compiler")
-    monkeypatch.setattr(activations, "_warned", False)
+    monkeypatch.setattr(zoo_ops, "_warned", False)
     x = torch.randn(2, 3, 4)
     with pytest.warns(RuntimeWarning, match="C\\+\\+ activation kernels are unavailable"):
         y = make_activation("mish")(x)
@@ -286,7 +286,7 @@ def test_missing_compiler_warns_once_and_falls_back(monkeypatch):
 def test_rectifiers_no_cpp_is_silent(monkeypatch):
     monkeypatch.setattr(_activations_cpu, "available", lambda: False)
     monkeypatch.setattr(_activations_cpu, "load_error", lambda: "disabled by RECTIFIERS_NO_CPP")
-    monkeypatch.setattr(activations, "_warned", False)
+    monkeypatch.setattr(zoo_ops, "_warned", False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         make_activation("silu")(torch.randn(3, 4))
