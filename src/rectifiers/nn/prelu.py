@@ -77,6 +77,7 @@ import math
 import os
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -215,17 +216,15 @@ def _cpp_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
 
 def _save_mode(w1: torch.Tensor, dtype: torch.dtype) -> str:
     """What in-place mode must keep for an exact backward (see module docstring)."""
-    # compare in the slope's own dtype: a Python float threshold would be rounded to the
-    # tensor's dtype (fp64's 1e-77 becomes 0 in fp32 and would let a = 0 through)
-    tiny = torch.finfo(dtype).tiny ** 0.25
-    mag = w1.abs()
-    # one host sync for all facts
-    ok, any_neg = torch.stack(
-        [(torch.isfinite(w1) & (mag > 0) & (mag >= tiny) & (mag <= 1.0)).all(), (w1 < 0).any()]
-    ).tolist()
-    if not ok:
+    # one host read of the slopes, then numpy (a few microseconds, unlike ~8 tiny torch ops);
+    # compared in the slopes' own dtype (x's): a threshold in another dtype could round to 0
+    w = w1.detach()
+    a = w.numpy() if w.dtype in (torch.float32, torch.float64) else w.float().numpy()
+    tiny = a.dtype.type(torch.finfo(dtype).tiny ** 0.25)
+    mag = np.abs(a)
+    if not bool(np.all((mag >= tiny) & (mag <= 1.0))):  # nan fails both comparisons
         return "input"
-    return "mask" if any_neg else "output"
+    return "mask" if bool((a < 0).any()) else "output"
 
 
 # ----------------------------------------------------------- kernels (below autograd)
@@ -299,21 +298,19 @@ def _backward(ctx, g, s, weight, mask):
         # the backward is itself being differentiated (create_graph=True) or batched
         # (vmap over grad outputs, is_grads_batched): differentiable ATen ops only
         gi, gw = _backward_composite(g, s, weight, mode, mask)
+    elif ctx.lay is not None and type(g) is torch.Tensor:
+        # the fused C++ pass: the same selects as ATen's backward, exact for any slope
+        # (nan/inf included): the slope term g * s does not involve a
+        w1 = _w1(weight, s)
+        gi, gw = _prelu_cpu.backward(g, s, w1, mask, ctx.lay)
+        if mode != "input":
+            gw = gw.div_(w1)  # fp64 sum; y = a * x on the negative side
+    elif _backend == "compile" and s.device.type == "cpu":
+        gi, gw = _compiled_backward(g, s, weight, mode, mask)
     else:
-        lay = _cpp_layout(s, weight.numel() == 1)
-        if lay is not None:
-            # the same selects as ATen's backward, exact for any slope (nan/inf included):
-            # the slope term g * s does not involve a
-            w1 = _w1(weight, s)
-            gi, gw = _prelu_cpu.backward(g, s, w1, mask, lay)  # gw in fp64
-            if mode != "input":
-                gw = gw / w1.to(gw.dtype)  # y = a * x on the negative side
-        elif _backend == "compile" and s.device.type == "cpu":
-            gi, gw = _compiled_backward(g, s, weight, mode, mask)
-        else:
-            gi, gw = _backward_composite(g, s, weight, mode, mask)
+        gi, gw = _backward_composite(g, s, weight, mode, mask)
     gi = gi if ctx.needs_input_grad[0] else None
-    gw = gw.reshape(weight.shape).to(weight.dtype) if ctx.needs_input_grad[1] else None
+    gw = gw.to(weight.dtype).reshape(weight.shape) if ctx.needs_input_grad[1] else None
     return gi, gw
 
 
@@ -324,6 +321,12 @@ class _PReLUFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         ctx.mode = "input"
         ctx.save_for_backward(x, weight)
+        w1 = _w1(weight, x)
+        ctx.lay = _cpp_layout(x, w1.numel() == 1)
+        if ctx.lay is not None:  # the CPU kernel of the operator, without a redispatch
+            out = torch.empty_like(x)
+            _prelu_cpu.forward(x, w1, ctx.lay, out)
+            return out
         with torch._C._AutoDispatchBelowAutograd():
             return torch.ops.rectifiers.prelu.default(x, weight)
 
@@ -338,11 +341,16 @@ class _PReLUInplaceFunction(torch.autograd.Function):
     (``mode="output"``) or the output and a sign mask (``mode="mask"``) stand in for ``x``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, mode: str) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, w1: torch.Tensor,
+                mode: str) -> torch.Tensor:
         ctx.mode = mode
         mask = x > 0 if mode == "mask" else None
-        with torch._C._AutoDispatchBelowAutograd():
-            torch.ops.rectifiers.prelu_.default(x, weight)
+        ctx.lay = _cpp_layout(x, w1.numel() == 1)
+        if ctx.lay is not None:  # the CPU kernel of the operator, without a redispatch
+            _prelu_cpu.forward(x, w1, ctx.lay, x)
+        else:
+            with torch._C._AutoDispatchBelowAutograd():
+                torch.ops.rectifiers.prelu_.default(x, weight)
         ctx.mark_dirty(x)
         if mask is not None:
             ctx.save_for_backward(x, weight, mask)
@@ -354,7 +362,7 @@ class _PReLUInplaceFunction(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         saved = ctx.saved_tensors
         mask = saved[2] if ctx.mode == "mask" else None
-        return (*_backward(ctx, g, saved[0], saved[1], mask), None)
+        return (*_backward(ctx, g, saved[0], saved[1], mask), None, None)
 
 
 # ------------------------------------------------------------------- autograd kernels
@@ -407,12 +415,13 @@ def _prelu_inplace_autograd(x: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         # a tracer (torch.compile, export) cannot branch on the slopes' values: keep x there
         plain = type(x) is torch.Tensor and type(weight) in (torch.Tensor, nn.Parameter)
-        mode = _save_mode(_w1(weight.detach(), x), x.dtype) if plain else "input"
+        w1 = _w1(weight.detach(), x)
+        mode = _save_mode(w1, x.dtype) if plain else "input"
         if mode == "input":
             # y does not give x back: keep a copy of x, recorded by autograd so that double
             # backward reaches x through it, and write the result into x
             return x.copy_(_PReLUFunction.apply(x.clone(), weight))
-        return _PReLUInplaceFunction.apply(x, weight, mode)
+        return _PReLUInplaceFunction.apply(x, weight, w1, mode)
     with torch._C._AutoDispatchBelowAutograd():
         return torch.ops.rectifiers.prelu_.default(x, weight)
 
