@@ -11,7 +11,8 @@ import torch
 from rectifiers.errors import UserError
 from rectifiers.files import FileWriteError
 from rectifiers.train import checkpoint as ckpt
-from rectifiers.train.checkpoint import CheckpointError, prepare_run_dir, repair_steplog
+from rectifiers.train.checkpoint import CheckpointError
+from rectifiers.train.rundir import prepare_run_dir, repair_steplog
 
 STATE = {"model": {"w": torch.ones(2)}, "optimizer": {"state": {}}}
 
