@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +183,7 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
            train_set: Any, val_set: Any) -> _Run:
     """Data, model, optimiser, schedule, run directory; then resume or initialise."""
     main = info.is_main
-    log = print if (main and cfg.verbose) else (lambda *a, **k: None)
+    log = partial(print, flush=True) if (main and cfg.verbose) else (lambda *a, **k: None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
