@@ -12,10 +12,16 @@ Rows: in-place ReLU (baseline), ours channel-wise in place, ours channel-wise ou
 ``torch.nn.PReLU`` (reference), on (32, 64, 56, 56) fp32 contiguous and channels_last and on a
 small map (4, 16, 28, 28). Targets: in place <= 1.1x, out of place <= 1.3x, small map <= 1.5x.
 
+``--train MODEL`` instead times whole training steps (``rectifiers.train.train_step``: forward
+under autocast, cross-entropy, backward, clipping, SGD) of the PReLU-net and the same net with
+ReLU, interleaved, in fp32 and bf16, contiguous and channels_last, eager or (``--compiled``)
+``torch.compile(model, fullgraph=True)``. Target: PReLU-net / ReLU-net <= 1.03.
+
 Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
-        .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager]
+        .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager] \\
+        [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import time
 import torch
 from torch import nn
 
+from rectifiers.models import create_model
 from rectifiers.nn import PReLU, set_prelu_backend
 
 
@@ -82,6 +89,54 @@ def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torc
     return {k: (statistics.median(times[k]) * 1e3, statistics.median(ratios[k])) for k in acts}
 
 
+def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_classes: int,
+                rounds: int, clock, compiled: bool, steps: int) -> list[tuple[str, float, float]]:
+    """PReLU-net / ReLU-net train-step ratios (median of per-round ratios), interleaved."""
+    from rectifiers.optim import param_groups
+    from rectifiers.train import train_step
+
+    rows = []
+    for amp in ("none", "bf16"):
+        for cl in (False, True):
+            fns = {}
+            for act in ("prelu", "relu"):
+                torch.manual_seed(0)
+                kw = {"input_size": size} if model_name == "prelunet_small" else {}
+                model = create_model(model_name, num_classes=num_classes, in_chans=in_chans,
+                                     act=act, **kw).train()
+                x = torch.randn(batch, in_chans, size, size)
+                if cl:
+                    model = model.to(memory_format=torch.channels_last)
+                    x = x.contiguous(memory_format=torch.channels_last)
+                y = torch.randint(0, num_classes, (batch,))
+                opt = torch.optim.SGD(param_groups(model, 5e-4), lr=1e-4, momentum=0.9)
+                fwd = torch.compile(model, fullgraph=True) if compiled else model
+
+                def step(fwd=fwd, x=x, y=y, opt=opt, amp=amp):
+                    for _ in range(steps):
+                        train_step(fwd, x, y, opt, amp=amp, grad_clip=5.0)
+
+                step()  # warm-up (and compile)
+                fns[act] = step
+            ratios, times = [], {"prelu": [], "relu": []}
+            for _ in range(rounds):
+                this = {}
+                for act, fn in fns.items():
+                    t0 = clock()
+                    fn()
+                    this[act] = (clock() - t0) / steps
+                    times[act].append(this[act])
+                ratios.append(this["prelu"] / this["relu"])
+            label = (f"{model_name} b{batch} {size}px {'bf16' if amp == 'bf16' else 'fp32'} "
+                     f"{'channels_last' if cl else 'contiguous'} "
+                     f"{'compiled' if compiled else 'eager'}")
+            rows.append((label, statistics.median(times["prelu"]) * 1e3,
+                         statistics.median(times["relu"]) * 1e3, statistics.median(ratios)))
+            print(f"| {label} | {rows[-1][1]:.1f} | {rows[-1][2]:.1f} | {rows[-1][3]:.3f} |",
+                  flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -91,6 +146,13 @@ def main() -> None:
                     "loaded by other work), wall: perf_counter")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--only", default=None, help="run only the cases whose label contains this")
+    ap.add_argument("--train", default=None, metavar="MODEL",
+                    help="instead: PReLU-net / ReLU-net train-step ratios of MODEL "
+                    "(prelunet_small at 28px, prelunet_a at 224px), fp32/bf16 x layouts")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=1, help="train steps per timing sample")
+    ap.add_argument("--compiled", action="store_true",
+                    help="with --train: torch.compile(model, fullgraph=True)")
     args = ap.parse_args()
     set_prelu_backend(args.backend)
     if args.threads:
@@ -98,6 +160,14 @@ def main() -> None:
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     print(f"# CPU: {cpu_model()}; torch {torch.__version__}; threads "
           f"{torch.get_num_threads()}; backend {args.backend}; clock {args.clock}")
+    if args.train:
+        small = args.train == "prelunet_small"
+        print("| train step | PReLU-net ms | ReLU-net ms | PReLU-net / ReLU-net (median per "
+              "round) |")
+        print("|---|---|---|---|")
+        train_bench(args.train, args.batch, 28 if small else 224, 1 if small else 3,
+                    10 if small else 1000, args.rounds, clock, args.compiled, args.steps)
+        return
     cases = [
         ("(32,64,56,56) fp32 contiguous", (32, 64, 56, 56), False, 1),
         ("(32,64,56,56) fp32 channels_last", (32, 64, 56, 56), True, 1),

@@ -494,3 +494,93 @@ def test_cpp_extension_builds_from_an_empty_cache(tmp_path):
     env = dict(os.environ, RECTIFIERS_CACHE=str(tmp_path))
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=900)
     assert list(tmp_path.glob("ext/prelu_cpu_*/prelu_cpu.so"))
+
+
+# ------------------------------------------------------- graph capture: script, export, compile
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("inplace", [False, True])
+def test_torchscript_module_and_inside_sequential(inplace):
+    torch.manual_seed(0)
+    act = PReLU(3, inplace=inplace)
+    with torch.no_grad():
+        act.weight.copy_(torch.tensor([0.25, -0.5, 1.5]))
+    x = torch.randn(2, 3, 4, 4)
+    scripted = torch.jit.script(act)
+    assert torch.equal(scripted(x.clone()), F.prelu(x, act.weight.detach()))
+    seq = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), act)
+    s_seq = torch.jit.script(seq)
+    with torch.no_grad():
+        assert torch.equal(s_seq(x), seq(x))
+
+
+def test_zero_dim_slope_works_like_f_prelu():
+    x = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    for inplace in (False, True):
+        y = prelu(x * 1, w, inplace=inplace)
+        assert torch.equal(y, F.prelu(x, w))
+        (gx, gw), (rx, rw) = (torch.autograd.grad(y.sum(), (x, w)),
+                              torch.autograd.grad(F.prelu(x, w).sum(), (x, w)))
+        assert torch.equal(gx, rx) and gw.shape == () and torch.allclose(gw, rw)
+    assert torch.autograd.gradgradcheck(lambda x, w: prelu(x * 1, w, inplace=True), (x, w))
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_torch_export_gives_the_standard_prelu_op(inplace):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), PReLU(4, inplace=inplace)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    ep = torch.export.export(net, (x,))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    assert "aten.prelu.default" in targets and not any("rectifiers" in t for t in targets)
+    assert torch.equal(ep.module()(x), net(x))
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_registered_operators_gradients_and_inplace_semantics(shared):
+    """torch.ops.rectifiers.prelu / prelu_ carry their own autograd (no wrapper needed)."""
+    torch.manual_seed(0)
+    c = 1 if shared else 3
+    x = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.tensor([0.2, -0.4, 0.6][:c], dtype=torch.float64, requires_grad=True)
+    f = torch.ops.rectifiers.prelu
+    assert torch.autograd.gradgradcheck(f, (x, w))
+    h = x * 1
+    v = h._version
+    out = torch.ops.rectifiers.prelu_(h, w)
+    assert out is h and h._version > v
+    assert torch.equal(h, F.prelu(x, w))
+    assert torch.autograd.gradgradcheck(lambda x, w: torch.ops.rectifiers.prelu_(x * 1, w), (x, w))
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        torch.ops.rectifiers.prelu_(x, w)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compile_fullgraph_prelu_net_matches_eager(inplace):
+    """torch.compile(fullgraph=True): no graph break, same values and gradients."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), PReLU(8, inplace=inplace), torch.nn.Conv2d(8, 8, 3),
+        PReLU(1, inplace=inplace), torch.nn.Flatten(), torch.nn.Linear(8 * 6 * 6, 5),
+        PReLU(5, inplace=inplace),
+    )
+    x = torch.randn(2, 3, 10, 10)
+    ref = net(x)
+    ref.square().sum().backward()
+    grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    out = torch.compile(net, fullgraph=True)(x)
+    out.square().sum().backward()
+    torch.testing.assert_close(out, ref)
+    for p, g in zip(net.parameters(), grads, strict=True):
+        torch.testing.assert_close(p.grad, g)
+    # the registered operators compile too (opaque ops with fake kernels, no graph break)
+    w = torch.full((8,), 0.25, requires_grad=True)
+    h = torch.randn(2, 8, 5, requires_grad=True)
+    fn = torch.compile(lambda h, w: torch.ops.rectifiers.prelu_(h * 2, w).sum(), fullgraph=True)
+    fn(h, w).backward()
+    torch.testing.assert_close(w.grad, F.prelu(h.detach() * 2, w.detach()).clamp(max=0).sum(
+        (0, 2)) / 0.25)
