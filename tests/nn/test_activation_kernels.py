@@ -334,3 +334,17 @@ def test_torch_compile_trains_like_eager(name):
         grads.append([p.grad.clone() for p in m.parameters()])
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@needs_cpp
+def test_ops_have_fake_implementations_for_tracing():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+        w = torch.ones(3)
+        out = torch.empty_like(x)
+        torch.ops.rectifiers_act.forward(x, 6, [], w, 3, 1, out, None)
+        gi, gw = torch.ops.rectifiers_act.backward(x, x, 6, 0, [], w, 3, 1, None, True)
+    assert gi.shape == x.shape and gi.stride() == x.stride() and gw.shape == (3,)
+    assert gw.dtype == torch.float64

@@ -22,9 +22,29 @@ MODES = {"input": 0, "output": 1, "mask": 2}
 EXTENSION = Extension("activations_cpu.cpp", extra_flags=("-fno-math-errno",))
 
 
+_fakes_registered = False
+
+
 def available() -> bool:
     """Build (first call only, cached per machine) and load the extension; ``True`` if usable."""
-    return EXTENSION.available()
+    ok = EXTENSION.available()
+    if ok and not _fakes_registered:
+        _register_fakes()
+    return ok
+
+
+def _register_fakes() -> None:
+    """Shape-only implementations, so the ops also run under FakeTensor / ``torch.compile``."""
+    global _fakes_registered
+    _fakes_registered = True
+
+    @torch.library.register_fake("rectifiers_act::forward")
+    def _forward_fake(x, kind, p, w, C, inner, out, mask):  # noqa: ARG001
+        return None
+
+    @torch.library.register_fake("rectifiers_act::backward")
+    def _backward_fake(g, s, kind, mode, p, w, C, inner, mask, need_w):  # noqa: ARG001
+        return torch.empty_like(s), s.new_empty((C if need_w else 0,), dtype=torch.float64)
 
 
 def load_error() -> str | None:
