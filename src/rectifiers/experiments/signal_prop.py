@@ -32,13 +32,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from rectifiers.analysis import predicted_ratio, predicted_signal, signal_propagation
 from rectifiers.experiments.report import (
     Section,
     fmt,
     markdown_table,
     new_figure,
+    plt_colormap,
     save_figure,
 )
+from rectifiers.init import initialize
+from rectifiers.nn import make_activation
 
 # (label, init scheme, fan mode, activation). At initialisation every slope is a0 = 0.25, so
 # channel-shared and channel-wise PReLU are the same function here; the shared module is used
@@ -84,8 +88,6 @@ def plain_chain(depth: int, width: int, act: str, in_chans: int = 3) -> nn.Seque
     backward pass from the output meets f'(y_L) as Eq. 13 assumes (the responses y_l are
     the conv outputs either way).
     """
-    from rectifiers.nn import make_activation
-
     if depth < 2 or width < 1:
         raise ValueError(f"need depth >= 2 and width >= 1, got {depth}, {width}")
     layers: list[nn.Module] = []
@@ -99,9 +101,6 @@ def plain_chain(depth: int, width: int, act: str, in_chans: int = 3) -> nn.Seque
 
 def measure(cfg: tuple[str, str, str, str], settings: SignalSettings, seed: int) -> dict:
     """One initialised chain: measured per-layer stds and both closed forms."""
-    from rectifiers.analysis import predicted_ratio, predicted_signal, signal_propagation
-    from rectifiers.init import initialize
-
     _, scheme, mode, act = cfg
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(settings.batch, 3, settings.size, settings.size, generator=gen)
@@ -191,7 +190,7 @@ def run(settings: SignalSettings, out_dir: str | Path, command: str, *,
 
     # ---- plot: per-layer forward and backward std, measured (solid) and closed form (dots)
     fig, axes = new_figure(ncols=2, width=5.6, height=4.4)
-    cmap = __import__("matplotlib").colormaps["tab10"]
+    cmap = plt_colormap("tab10")
     layers = range(1, settings.depth + 1)
     for i, (label, *_) in enumerate(CONFIGS):
         rs, color = results[label], cmap(i)
