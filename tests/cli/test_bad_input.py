@@ -319,6 +319,12 @@ def test_resume_from_a_tampered_checkpoint(trained_run, fm_dir, tmp_path):
     assert_user_error(r, re.escape(LAST), "(?i)checksum|tamper|corrupt|modified")
 
 
+def test_resume_from_a_missing_checkpoint(fm_dir, tmp_path):
+    r = rectifiers("train", "--data-dir", fm_dir, *TINY_TRAIN, "--out-dir", tmp_path / "run",
+                   "--resume", tmp_path / "gone" / "checkpoint-last.safetensors")
+    assert_user_error(r, "gone")
+
+
 # ============================================================================ checkpoints
 def _read_st(path: Path):
     from safetensors import safe_open
@@ -408,6 +414,13 @@ def test_export_bad_checkpoint(kind, bad_checkpoint, tmp_path):
     r = rectifiers("export", path, "--format", "torchscript", "--out", out)
     assert_user_error(r, re.escape(path.name), CKPT_CASES[kind][1])
     assert not out.exists()
+
+
+@slow
+def test_eval_run_dir_without_checkpoint(tmp_path, fm_dir):
+    (tmp_path / "emptyrun").mkdir()
+    r = rectifiers("eval", tmp_path / "emptyrun", "--data-dir", fm_dir)
+    assert_user_error(r, "emptyrun")
 
 
 def test_eval_missing_checkpoint(tmp_path, fm_dir):
