@@ -9,7 +9,9 @@ Claims in the code and where they come from:
   ``torch.nn.functional.prelu``; slope gradient summed in a fixed order, bitwise reproducible
   for any thread count.
 * Learnable zoo activations (nn/activations.py, csrc/activations_cpu.cpp): parameter gradients
-  added serially in item order, bitwise reproducible for any thread count.
+  added serially in item order, bitwise reproducible for any thread count. Both thread-count
+  claims are the C++ kernels'; without them (no compiler, ``RECTIFIERS_NO_CPP=1``) the eager path
+  reduces with ATen's ``sum``, whose result can depend on the thread count, so those checks skip.
 * Loader (data/transforms.py, data/loader.py): a sample's augmented, normalised image is the
   same in any batch size, on any DDP rank, at any thread count (on one machine).
 
@@ -75,6 +77,12 @@ def test_resume_mid_epoch_is_bit_exact(threads, tmp_path):
         assert torch.equal(a[k], b[k]), f"{k} differs after resume at {threads} thread(s)"
 
 
+def _kernels_available() -> bool:
+    from rectifiers.nn import _activations_cpu, _prelu_cpu
+
+    return _prelu_cpu.available() and _activations_cpu.available()
+
+
 # --------------------------------------------------------------------------- PReLU
 def _prelu_run(x, w, g):
     from rectifiers.nn import PReLU
@@ -109,6 +117,8 @@ def test_prelu_bitwise_at_one_and_two_threads(dtype, fmt):
         assert torch.equal(y, y_ref), f"forward differs from F.prelu at {t} thread(s)"
         assert torch.equal(gx, gx_ref), f"input gradient differs from F.prelu at {t} thread(s)"
     for a, b, what in zip(runs[1], runs[2], ("output", "input grad", "slope grad"), strict=True):
+        if what == "slope grad" and not _kernels_available():
+            continue  # the thread-count claim is the C++ kernel's (the eager path uses ATen's sum)
         assert torch.equal(a, b), f"PReLU {what} differs between 1 and 2 threads"
 
 
@@ -123,6 +133,9 @@ def _learnable_zoo() -> list[str]:
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 def test_learnable_activation_parameter_grads_at_one_and_two_threads(name, fmt):
     from rectifiers.nn import make_activation
+
+    if not _kernels_available():
+        pytest.skip("the thread-count claim is the C++ kernels'; they are unavailable here")
 
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(8, 6, 40, 40, generator=gen).contiguous(memory_format=fmt)
