@@ -235,18 +235,21 @@ def test_swish_beta_gradient_deterministic_for_any_thread_count():
     x = torch.randn(8, 64, 40, 40)
     g = torch.randn_like(x)
     sw = make_activation("swish", channels=64, channel_wise=True)
-    grads = []
+    grads: dict[torch.memory_format, list[torch.Tensor]] = {}
     threads = torch.get_num_threads()
     try:
         for n in (1, 2, 3):
             torch.set_num_threads(n)
-            for fmt in (torch.contiguous_format,):
+            for fmt in (torch.contiguous_format, torch.channels_last):
                 sw.beta.grad = None
-                sw(x.contiguous(memory_format=fmt)).backward(g)
-                grads.append(sw.beta.grad.clone())
+                xf, gf = x.contiguous(memory_format=fmt), g.contiguous(memory_format=fmt)
+                sw(xf).backward(gf)
+                grads.setdefault(fmt, []).append(sw.beta.grad.clone())
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(grads[0], gr) for gr in grads[1:])
+    for per_format in grads.values():  # bitwise equal for any thread count, per layout
+        assert all(torch.equal(per_format[0], gr) for gr in per_format[1:])
+    grads = grads[torch.contiguous_format]
     xd, gd, bd = x.double().requires_grad_(), g.double(), sw.beta.detach().double()
     bd.requires_grad_()
     (xd * torch.sigmoid(bd.reshape(1, -1, 1, 1) * xd)).backward(gd)
