@@ -47,7 +47,8 @@ def fake_command(monkeypatch):
 
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(COMMANDS, "fake", (module.__name__, "a test command"))
-    monkeypatch.delenv("RECTIFIERS_DEBUG", raising=False)
+    # setenv (not delenv) so the teardown restores the variable even though main() sets it
+    monkeypatch.setenv("RECTIFIERS_DEBUG", "0")
     return install
 
 
@@ -126,3 +127,9 @@ def test_each_command_help_mentions_debug(name, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "usage:" in out and "--debug" in out and "RECTIFIERS_DEBUG" in out
+
+
+def test_zz_debug_does_not_leak_out_of_the_tests_above():
+    import os
+
+    assert os.environ.get("RECTIFIERS_DEBUG", "") in ("", "0")
