@@ -82,7 +82,8 @@ def test_debug_flag_shows_the_traceback_and_reaches_the_command(fake_command):
     with pytest.raises(UserError, match="bad data"):
         main(["fake", "--x", "1", "--debug"])
     assert calls == [["--x", "1"]]  # the flag is the dispatcher's, not the command's
-    assert seen["debug"] and os.environ["RECTIFIERS_DEBUG"] == "1"
+    assert seen["debug"]  # set while the command ran ...
+    assert os.environ["RECTIFIERS_DEBUG"] == "0"  # ... and restored afterwards
 
 
 def test_debug_environment_variable(fake_command, monkeypatch):

@@ -69,10 +69,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     debug = debug_enabled(rest)
     rest = [a for a in rest if a != "--debug"]
+    # Commands that report their own errors ask debug_enabled() without argv: the flag reaches
+    # them (and any process they start) through the environment, for the command's duration.
+    saved = os.environ.get("RECTIFIERS_DEBUG")
     if debug:
-        # Commands that report their own errors ask debug_enabled() without argv: the flag
-        # reaches them (and any process they start) through the environment.
         os.environ["RECTIFIERS_DEBUG"] = "1"
+    try:
+        return _run(name, rest, debug)
+    finally:
+        if saved is None:
+            os.environ.pop("RECTIFIERS_DEBUG", None)
+        else:
+            os.environ["RECTIFIERS_DEBUG"] = saved
+
+
+def _run(name: str, rest: list[str], debug: bool) -> int:
     wants_help = any(a in ("-h", "--help") for a in rest)
     try:
         module = importlib.import_module(COMMANDS[name][0])
