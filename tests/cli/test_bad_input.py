@@ -252,6 +252,25 @@ def test_skip_bad_images_skips_counts_and_lists_them(tmp_path):
     assert "cut.jpg" in listed and "empty.jpg" in listed, f"skipped paths not in {out}\n{r}"
 
 
+@slow
+def test_eval_skip_bad_images(tmp_path):
+    root = tmp_path / "images"
+    write_image_folder(root)
+    out = tmp_path / "run"
+    r = rectifiers("train", "--data-dir", root, *FOLDER_TRAIN, "--out-dir", out)
+    assert r.rc == 0, str(r)
+    (root / "val" / "dog" / "notes.jpg").write_text("not a picture\n")
+    r = rectifiers("eval", out, "--data-dir", root, "--no-progress", "--workers", "1")
+    assert_user_error(r, "notes\\.jpg", "--skip-bad-images")
+    r = rectifiers("eval", out, "--data-dir", root, "--no-progress", "--workers", "1",
+                   "--skip-bad-images", "--out-dir", tmp_path / "ev")
+    assert r.rc == 0 and "Traceback" not in r.out, str(r)
+    assert re.search(r"skip\w* 1\b", r.out, re.I), f"no count of skipped images\n{r}"
+    listed = "\n".join(p.read_text(errors="replace") for p in (tmp_path / "ev").rglob("*")
+                       if p.is_file() and "skip" in p.name.lower())
+    assert "notes.jpg" in listed, str(r)
+
+
 # ============================================================================ train flags
 @pytest.mark.parametrize("argv, needle", [
     pytest.param(["--model-kw", "nonsense=1"], "nonsense", id="model-kw-nonsense"),
