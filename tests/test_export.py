@@ -26,6 +26,12 @@ pytest.importorskip("onnxruntime")
 SIZE = (1, 28, 28)
 
 
+@pytest.fixture(autouse=True)
+def _no_debug_env(monkeypatch):
+    """User errors are printed as one line (exit 2) only without RECTIFIERS_DEBUG."""
+    monkeypatch.delenv("RECTIFIERS_DEBUG", raising=False)
+
+
 def _model(inplace: bool = False) -> torch.nn.Module:
     torch.manual_seed(0)  # SPPNet builds activations in place by default: say which we test
     m = create_model("prelunet_small", num_classes=10, in_chans=1, widths=(8, 12, 16),

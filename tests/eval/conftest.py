@@ -53,3 +53,9 @@ def valid_net() -> ValidSPPNet:
 @pytest.fixture
 def valid_net_cls() -> type[ValidSPPNet]:
     return ValidSPPNet
+
+
+@pytest.fixture(autouse=True)
+def _no_debug_env(monkeypatch):
+    """User errors are printed as one line (exit 2) only without RECTIFIERS_DEBUG."""
+    monkeypatch.delenv("RECTIFIERS_DEBUG", raising=False)
