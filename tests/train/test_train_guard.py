@@ -222,3 +222,23 @@ def test_skip_bad_images_trains_and_lists_them(tmp_path):
     assert "skipped 2 unreadable image(s)" in r.stdout
     listed = (out / "skipped_images.txt").read_text().splitlines()
     assert [p.rsplit("/", 1)[-1] for p in listed] == ["bad0.jpg", "bad1.jpg"]
+
+
+def test_resume_takes_the_saved_settings_and_refuses_changed_ones(tmp_path):
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    run = [*TINY_CLI, "--epochs", "2", "--lr", "0.05", "--log-every", "1"]
+    assert run_cli([*run, "--out-dir", str(ref)]).returncode == 0
+    assert run_cli([*run, "--out-dir", str(cut), "--max-steps", "5"]).returncode == 0
+    before = (cut / "checkpoint-last.safetensors").read_bytes()
+    # --lr 100 would silently run at the saved schedule's lr (the optimiser state wins):
+    # refused, naming the setting, and nothing is touched.
+    r = run_cli(["--out-dir", str(cut), "--resume", "auto", "--lr", "100"])
+    assert r.returncode == 2
+    _one_message(r)
+    assert "lr: 0.05 -> 100.0" in r.stderr
+    assert (cut / "checkpoint-last.safetensors").read_bytes() == before
+    # Without flags the saved settings are used: the run finishes as the uninterrupted one.
+    r = run_cli(["--out-dir", str(cut), "--resume", "auto", "--no-progress"])
+    assert r.returncode == 0, r.stderr
+    a, b = _weights(ref), _weights(cut)
+    assert all(torch.equal(a[k], b[k]) for k in a)

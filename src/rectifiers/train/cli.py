@@ -22,7 +22,8 @@ from typing import Any
 from rectifiers.errors import ConfigError, UserError, debug_enabled
 from rectifiers.optim import SCHEDULES
 from rectifiers.runtime import AMP_MODES, DEVICES
-from rectifiers.train.config import DATASETS, PAPER_RECIPE, TrainConfig
+from rectifiers.train.checkpoint import LAST, read_meta, resolve
+from rectifiers.train.config import DATASETS, PAPER_RECIPE, RESUME_NEUTRAL, TrainConfig
 from rectifiers.train.engine import DivergenceError, train
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
@@ -137,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=int, help="also checkpoint every n steps "
                    "(mid-epoch); epoch ends always" + _d("checkpoint_every"))
     g.add_argument("--resume", help="checkpoint file or run directory to continue bit-exactly, "
-                   "or 'auto' (the --out-dir's last checkpoint if there is one)")
+                   "or 'auto' (the --out-dir's last checkpoint if there is one); settings not "
+                   "given are taken from the checkpoint, and flags that would change the "
+                   "results are refused")
     g.add_argument("--log-every", type=int, help="steps per line of log.jsonl" + _d("log_every"))
     g.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (they are off anyway when stderr is not a terminal)")
@@ -187,7 +190,25 @@ def config_from_args(argv: list[str]) -> TrainConfig:
                                   f"{given.get('act', _DEFAULTS['act'])}-"
                                   f"{time.strftime('%Y%m%d-%H%M%S')}")
             given["out_dir"] = str(Path("runs") / name)
+    if given.get("resume"):
+        # A resumed run keeps the settings it was started with: flags not given now are taken
+        # from its checkpoint (the engine refuses flags that would change the results).
+        given = {**_saved_settings(given["resume"], given.get("out_dir")), **given}
     return TrainConfig(**given)
+
+
+def _saved_settings(resume: str, out_dir: str | None) -> dict[str, Any]:
+    """The result-changing settings stored in the checkpoint a run resumes from."""
+    if resume == "auto":
+        last = Path(out_dir) / LAST if out_dir else None
+        if last is None or not last.is_file():
+            return {}  # nothing to resume yet: a fresh start
+        path = last
+    else:
+        path = resolve(resume, prefer="last")
+    saved = read_meta(path).get("config") or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in saved.items() if k in known and k not in RESUME_NEUTRAL}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergenceError as e:
         print(f"rectifiers train: diverged: {e}", file=sys.stderr)
         return 3
-    except (UserError, ValueError) as e:
+    except UserError:
+        raise  # rectifiers/cli.py prints it as one line (traceback with --debug)
+    except ValueError as e:
         if debug_enabled():
             raise
         print(f"rectifiers train: error: {e}", file=sys.stderr)

@@ -39,7 +39,7 @@ from rectifiers.optim import LRSchedule, param_groups
 from rectifiers.runtime import check_amp, resolve_device
 from rectifiers.train import checkpoint as ckpt
 from rectifiers.train import distributed as dist_utils
-from rectifiers.train import outputs
+from rectifiers.train import outputs, rundir
 from rectifiers.train import rng as rng_state
 from rectifiers.train.config import TrainConfig
 from rectifiers.train.data import TrainData, build_data, first_batch
@@ -267,8 +267,11 @@ def _resume(run: _Run, path: Path) -> None:
                            model_name=run.meta["model"])
     changed = cfg.resume_changes(meta.get("config", {}))
     if changed:
-        run.log("warning: resuming with changed settings (resume is exact only with the same "
-                "ones): " + ", ".join(changed))
+        raise ConfigError(
+            f"cannot resume {path} with other settings than it was trained with "
+            f"({'; '.join(changed)}): the resumed run would not be the run it continues. Drop "
+            "those flags (rectifiers train takes the saved settings on --resume), or start a "
+            "new run with another --out-dir")
     run.raw_model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     if run.scaler is not None and state.get("scaler"):
@@ -512,7 +515,7 @@ def _prepare_run_dir(cfg: TrainConfig, out: Path | None, info: DistInfo) -> Path
     found: dict[str, str | None] = {"path": None, "error": None}
     if info.is_main:
         try:
-            rd = ckpt.prepare_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
+            rd = rundir.prepare_run_dir(out, resume=cfg.resume, overwrite=cfg.overwrite)
             found["path"] = str(rd.resume_path) if rd.resume_path else None
         except UserError as e:
             if not info.enabled:
