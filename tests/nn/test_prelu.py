@@ -584,3 +584,22 @@ def test_compile_fullgraph_prelu_net_matches_eager(inplace):
     fn(h, w).backward()
     torch.testing.assert_close(w.grad, F.prelu(h.detach() * 2, w.detach()).clamp(max=0).sum(
         (0, 2)) / 0.25)
+
+
+def test_portable_kernels_the_non_cpu_path_match_f_prelu():
+    """The CompositeExplicitAutograd kernels (every device but CPU, e.g. CUDA) run on CPU
+    tensors here, and on the meta device through the dispatcher."""
+    from rectifiers.nn import prelu as prelu_mod
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 4).to(memory_format=torch.channels_last)
+    w = torch.tensor([0.25, -0.5, 0.0])
+    ref = F.prelu(x, w)
+    out = prelu_mod._forward_portable(x, w)
+    assert torch.equal(out, ref) and out.stride() == ref.stride()
+    h = x.clone()
+    assert prelu_mod._inplace_kernel(h, w) is h and torch.equal(h, ref)
+    meta = torch.ops.rectifiers.prelu(x.to("meta"), w.to("meta"))
+    assert meta.shape == x.shape and meta.device.type == "meta"
+    with pytest.raises(RuntimeError, match="channels"):
+        torch.ops.rectifiers.prelu(x.to("meta"), torch.ones(4, device="meta"))
