@@ -7,8 +7,10 @@ because absolute times drift on a shared machine; ratios are the robust numbers)
   default small model (``prelunet_small``, batch 128, 28x28x1); FLOPs are counted by
   ``torch.utils.flop_counter.FlopCounterMode`` on the real step, not by hand;
 * the machine's matmul peak in the same run (fp32 and bf16, n^3 matmul), for scale;
-* PReLU-net step time / ReLU-net step time (the paper's "negligible extra cost"; target <= 1.05),
-  fp32 vs bf16 autocast, NCHW vs channels_last, eager vs ``torch.compile``.
+* PReLU-net step time / ReLU-net step time (the paper's "negligible extra cost"; target <= 1.05)
+  for fp32 and bf16 autocast, NCHW and channels_last, eager and ``torch.compile``
+  (``--compile-all``), each the median of per-round ratios; bf16 vs fp32, NCHW vs channels_last.
+  ``--clock cpu`` times with the process's CPU time (with ``--threads 1``) on a loaded machine.
 
 Run (Linux; the malloc settings avoid page-fault storms, see docs/benchmarking):
 
@@ -36,16 +38,18 @@ from rectifiers.optim import param_groups
 from rectifiers.train import TrainConfig, train_step
 
 
-def matmul_peak(n: int, dtype: torch.dtype, repeats: int) -> float:
-    """GFLOP/s of an n x n x n matmul (2 n^3 flops), median of ``repeats``."""
+def matmul_peak(n: int, dtype: torch.dtype, repeats: int,
+                clock: Callable[[], float] = time.perf_counter) -> float:
+    """GFLOP/s of an n x n x n matmul (2 n^3 flops), median of ``repeats`` (timed by ``clock``,
+    the same clock as the steps)."""
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up (allocations, kernel selection)
     times = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = clock()
         a @ b
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return 2 * n**3 / statistics.median(times) / 1e9
 
 
@@ -74,6 +78,11 @@ def make_step(model_name: str, act: str, amp: str, channels_last: bool, compiled
     return step, model, x
 
 
+def _label(act: str, amp: str, channels_last: bool, compiled: bool) -> str:
+    return (f"{act} {'bf16' if amp == 'bf16' else 'fp32'} {'cl' if channels_last else 'nchw'}"
+            f"{' compiled' if compiled else ''}")
+
+
 def count_step_flops(step: Callable[[], None]) -> int:
     with FlopCounterMode(display=False) as fc:
         step()
@@ -92,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds")
     p.add_argument("--steps", type=int, default=None, help="steps per timing sample")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compile-all", action="store_true", help="compile every fp32/bf16 x "
+                   "nchw/cl variant, PReLU and ReLU (default: bf16 cl only)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall clock, or this process's CPU time (robust on a loaded machine, "
+                   "meaningful with --threads 1 only: OpenMP spin-waits count as CPU time)")
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.threads:
@@ -103,24 +117,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.model.startswith("prelunet_small") or args.model == "plain_small":
         model_kw["input_size"] = args.image_size
 
-    # (label, act, amp, channels_last, compiled)
-    variants = [
-        ("prelu fp32 nchw", "prelu", "none", False, False),
-        ("prelu fp32 cl", "prelu", "none", True, False),
-        ("relu  fp32 cl", "relu", "none", True, False),
-        ("prelu bf16 nchw", "prelu", "bf16", False, False),
-        ("prelu bf16 cl", "prelu", "bf16", True, False),
-        ("relu  bf16 cl", "relu", "bf16", True, False),
-    ]
+    # (label, act, amp, channels_last, compiled): every PReLU variant has its ReLU twin
+    variants = []
+    for amp in ("none", "bf16"):
+        for cl in (False, True):
+            for act in ("prelu", "relu"):
+                variants.append((_label(act, amp, cl, False), act, amp, cl, False))
     if not args.no_compile:
-        variants += [("prelu bf16 cl compiled", "prelu", "bf16", True, True),
-                     ("relu  bf16 cl compiled", "relu", "bf16", True, True)]
+        for amp, cl in ([("none", False), ("none", True), ("bf16", False), ("bf16", True)]
+                        if args.compile_all else [("bf16", True)]):
+            for act in ("prelu", "relu"):
+                variants.append((_label(act, amp, cl, True), act, amp, cl, True))
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
 
     print(f"# train_throughput: {args.model}, batch {args.batch_size}, "
           f"{args.in_chans}x{args.image_size}x{args.image_size}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.machine()}", flush=True)
-    peak32 = matmul_peak(n, torch.float32, 3 if args.quick else 5)
-    peak16 = matmul_peak(n, torch.bfloat16, 3 if args.quick else 5)
+    peak32 = matmul_peak(n, torch.float32, 3 if args.quick else 5, clock)
+    peak16 = matmul_peak(n, torch.bfloat16, 3 if args.quick else 5, clock)
     print(f"matmul peak {n}^3: fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s", flush=True)
 
     steps_fns = {}
@@ -144,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     for _ in range(rounds):
         for label, *_ in variants:
             fn = steps_fns[label]
-            t = time.perf_counter()
+            t = clock()
             for _ in range(steps):
                 fn()
-            samples[label].append((time.perf_counter() - t) / steps)
+            samples[label].append((clock() - t) / steps)
     med = {k: statistics.median(v) for k, v in samples.items()}
 
     print(f"\n{'variant':<24} {'ms/step':>8} {'img/s':>8} {'GFLOP/step':>10} {'GFLOP/s':>8} "
@@ -165,19 +179,27 @@ def main(argv: list[str] | None = None) -> int:
               f"{gflop:>10.2f} {gfs:>8.1f} {100 * gfs / peak:>6.1f}%")
 
     def ratio(a: str, b: str) -> float | None:
-        return med[a] / med[b] if a in med and b in med else None
+        """Median over rounds of the per-round ratio a/b (the two were timed back to back in
+        every round, so load drifts cancel)."""
+        if a not in samples or b not in samples:
+            return None
+        return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
-    ratios = {
-        "prelu/relu fp32 cl": ratio("prelu fp32 cl", "relu  fp32 cl"),
-        "prelu/relu bf16 cl": ratio("prelu bf16 cl", "relu  bf16 cl"),
-        "prelu/relu bf16 cl compiled": ratio("prelu bf16 cl compiled", "relu  bf16 cl compiled"),
+    ratios: dict[str, float | None] = {}
+    for amp in ("none", "bf16"):
+        for cl in (False, True):
+            for comp in (False, True):
+                key = _label("prelu", amp, cl, comp).replace("prelu ", "prelu/relu ")
+                ratios[key] = ratio(_label("prelu", amp, cl, comp), _label("relu", amp, cl, comp))
+    ratios.update({
         "bf16/fp32 (prelu cl)": ratio("prelu bf16 cl", "prelu fp32 cl"),
         "cl/nchw (prelu fp32)": ratio("prelu fp32 cl", "prelu fp32 nchw"),
         "cl/nchw (prelu bf16)": ratio("prelu bf16 cl", "prelu bf16 nchw"),
         "compiled/eager (prelu bf16 cl)": ratio("prelu bf16 cl compiled", "prelu bf16 cl"),
-        "compiled/eager (relu bf16 cl)": ratio("relu  bf16 cl compiled", "relu  bf16 cl"),
-    }
-    print("\nstep-time ratios (< 1: the first is faster):")
+        "compiled/eager (relu bf16 cl)": ratio("relu bf16 cl compiled", "relu bf16 cl"),
+    })
+    print(f"\nstep-time ratios, median of per-round ratios, {args.clock} clock "
+          "(< 1: the first is faster):")
     for k, v in ratios.items():
         if v is not None:
             print(f"  {k:<32} {v:.3f}")

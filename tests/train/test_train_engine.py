@@ -63,7 +63,7 @@ def test_load_model_rebuilds_the_trained_model(tmp_path):
     assert meta["in_chans"] == 1 and meta["dataset"] == "synthetic"
     assert meta["normalization"]  # evaluation needs the training normalisation
     assert res.normalization == meta["normalization"]  # the in-process result says the same
-    x = torch.randn(5, 1, 12, 12)
+    x = torch.randn(5, 1, 12, 12)  # exact: tiny_config trains NCHW, as the loaded model is
     with torch.no_grad():
         assert torch.equal(model(x), res.model(x))
 

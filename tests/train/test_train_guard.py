@@ -61,7 +61,7 @@ def test_loading_a_checkpoint_never_initialises(tmp_path, monkeypatch):
     monkeypatch.setattr(rinit, "initialize", boom)
     monkeypatch.setattr(registry._init, "initialize", boom)
     model, _ = load_model(tmp_path)
-    x = torch.randn(3, 1, 12, 12)
+    x = torch.randn(3, 1, 12, 12)  # exact: tiny_config trains NCHW, as the loaded model is
     with torch.no_grad():
         assert torch.equal(model(x), res.model(x))
 
