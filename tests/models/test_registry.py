@@ -83,3 +83,38 @@ def test_init_none_keeps_pytorch_default() -> None:
     w = m.trunk.conv2_1.weight  # PyTorch default: U(+-1/sqrt(fan_in)), bias non-zero
     assert w.abs().max() <= 1 / (32 * 9) ** 0.5
     assert m.trunk.conv2_1.bias.abs().sum() > 0
+
+
+def test_build_then_initialise_equals_create_model_with_init() -> None:
+    from rectifiers.models.registry import initialize_model
+
+    kw = dict(num_classes=10, in_chans=1, widths=[4, 4, 8], fc_dim=16, input_size=12)
+    a = create_model("prelunet_small", init="he", generator=torch.Generator().manual_seed(3), **kw)
+    b = create_model("prelunet_small", init=None, **kw)
+    assert b.model_config["init"] is None
+    initialize_model(b, "he", generator=torch.Generator().manual_seed(3))
+    assert b.model_config["init"] == "he"
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # a data-dependent scheme needs the batch, which only the second step can take
+    with pytest.raises(ValueError, match="data-dependent"):
+        create_model("prelunet_small", init="lsuv", **kw)
+    x = torch.randn(32, 1, 12, 12)
+    initialize_model(b, "lsuv", data=x, generator=0)
+
+
+def test_model_description_is_what_a_checkpoint_rebuilds_from() -> None:
+    from rectifiers.models.registry import model_description
+    from rectifiers.train.checkpoint import build_model_from_meta
+
+    m = create_model("plain_small", num_classes=3, in_chans=2, act="leaky_relu",
+                     act_kwargs={"negative_slope": 0.1}, depth=5, width=4)
+    desc = model_description(m)
+    assert desc["model"] == "plain_small" and desc["act"] == "leaky_relu"
+    assert desc["model_kwargs"] == {"act_kwargs": {"negative_slope": 0.1}, "depth": 5, "width": 4}
+    json.dumps(desc)  # stored as JSON in the checkpoint header
+    rebuilt = build_model_from_meta(desc)
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == \
+        {k: v.shape for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match="create_model"):
+        model_description(torch.nn.Linear(2, 2))
