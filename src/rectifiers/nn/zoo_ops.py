@@ -17,8 +17,10 @@ disabled on purpose), and gives
 Numerics: no NaN or inf over the whole finite float range (gates are evaluated on clamped
 arguments where they are saturated, products ordered so that no ``inf * 0`` appears). In fp64
 the kernels use libm and equal the direct formulas; in fp32/bf16 exp, expm1 and erfc are
-vectorised polynomial versions (exp within 2 ulp, erfc within 1.5e-7 absolute as ATen's own
-vectorised erf). Under tracing, export and ``torch.compile`` the eager formulas are used as plain
+vectorised polynomial versions (exp within 1.2 ulp, expm1 within 2 ulp, erfc within 1.5e-7
+absolute as ATen's own vectorised erf); every smooth activation's fp32 f and f' are within
+4e-7 * max(|f64 value|, 1) of its fp64 value at the same input (a test measures it on a dense grid).
+Under tracing, export and ``torch.compile`` the eager formulas are used as plain
 ATen ops (exportable, differentiated by autograd).
 """
 
