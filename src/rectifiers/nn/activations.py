@@ -209,9 +209,11 @@ class SmeLU(nn.Module):
 class Swish(nn.Module):
     """Swish with a learnable ``beta`` (init 1): ``x * sigmoid(beta * x)``.
 
-    ``num_parameters`` = 1 (one beta per layer) or C (per channel, dim 1). Keeps its input; the
-    beta gradient is reduced in the backward pass itself, in a fixed order (deterministic for
-    any thread count), accumulated in fp64 and returned in beta's dtype."""
+    ``num_parameters`` = 1 (one beta per layer) or C (per channel, dim 1). Keeps its input; with
+    the C++ kernel the beta gradient is reduced in the backward pass itself, in a fixed order
+    (deterministic for any thread count), accumulated in fp64 and returned in beta's dtype; the
+    eager fallback (no compiler, ``RECTIFIERS_NO_CPP=1``, other devices) reduces it with
+    ``torch.sum``, whose order may depend on the thread count."""
 
     no_weight_decay = True
 
