@@ -36,8 +36,21 @@ def test_paper_recipe_and_explicit_flags_override_it():
     assert cfg.model_kwargs == {"fc_dim": 64, "widths": [4, 4, 8]} and cfg.out_dir is None
 
 
-def test_resume_from_a_run_writes_into_that_run(tmp_path):
-    assert config_from_args(["--resume", str(tmp_path)]).out_dir == str(tmp_path)
+def test_resume_from_a_run_writes_into_that_run_with_its_settings(tmp_path):
+    import torch
+
+    from rectifiers.train import CheckpointError, save_checkpoint
+
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        config_from_args(["--resume", str(tmp_path)])
+    saved = {"lr": 0.05, "epochs": 7, "threads": 3, "out_dir": "elsewhere"}
+    save_checkpoint(tmp_path / "checkpoint-last.safetensors",
+                    {"model": torch.nn.Linear(1, 1).state_dict()}, {"config": saved})
+    cfg = config_from_args(["--resume", str(tmp_path), "--epochs", "9"])
+    assert cfg.out_dir == str(tmp_path)
+    # result-changing settings not given come from the checkpoint; given ones and neutral
+    # ones (threads, paths) do not
+    assert (cfg.lr, cfg.epochs, cfg.threads) == (0.05, 9, None)
     assert config_from_args(["--resume", "auto", "--experiment", "x"]).out_dir == "runs/x"
 
 
