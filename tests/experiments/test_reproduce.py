@@ -242,3 +242,15 @@ def test_cli_bad_out_dir_or_missing_data_is_one_message_before_any_work(tmp_path
     assert "Traceback" not in err and err.count("\n") == 1
     assert (str(out) if case == "out_is_file" else "nowhere") in err
     assert not (tmp_path / "out" / "report.md").exists() if case == "no_data" else True
+
+
+def test_quick_depth_lr_is_the_measured_one_where_every_he_seed_converges():
+    # The quick preset's lr must be backed by the recorded sweep: its 30-layer He row says
+    # every seed converged; changing the lr without re-measuring fails here.
+    q = depth.PRESETS["quick"]
+    rows = [r.split("|")[1:-1] for r in depth.QUICK_LR_SWEEP.splitlines()[2:]]
+    cells = {(int(r[0]), r[1].strip(), float(r[2])): r[3].strip() for r in rows}
+    assert cells[(max(q.depths), "he", q.lr)] == f"{q.seeds}/{q.seeds}"
+    assert cells[(max(q.depths), "xavier", q.lr)] == f"0/{q.seeds}"
+    assert depth._is_quick_size(dataclasses.replace(q, seeds=5, data_source="synthetic"))
+    assert not depth._is_quick_size(depth.PRESETS["smoke"])
