@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Extension", "cache_root", "UnsafePathError"]
+__all__ = ["Extension", "cache_root", "kernel_layout", "UnsafePathError"]
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=c++17", "-w")
@@ -217,3 +217,24 @@ class Extension:
     def load_error(self) -> str | None:
         """Why the extension is unavailable (``None`` if it loaded or was not tried yet)."""
         return self._error
+
+
+def kernel_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
+    """``(C, inner)`` viewing ``x`` as ``[outer][C][inner]`` in memory, or ``None``: how every
+    kernel of ``csrc/`` walks a tensor with a per-channel parameter.
+
+    Channel-shared: ``C = 1``, ``inner = numel`` for any dense tensor. Channel-wise (dim 1):
+    NCHW-contiguous gives ``inner = prod(shape[2:])``; channels_last (rank 4/5, channel dim
+    innermost) gives ``inner = 1``. Other layouts return ``None`` (the caller falls back).
+    """
+    channels_last = (x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)) or (
+        x.ndim == 5 and x.is_contiguous(memory_format=torch.channels_last_3d))
+    if shared:
+        return (1, max(x.numel(), 1)) if x.is_contiguous() or channels_last else None
+    c = x.shape[1]
+    if x.is_contiguous():
+        inner = 1
+        for d in x.shape[2:]:
+            inner *= d
+        return c, max(inner, 1)
+    return (c, 1) if channels_last else None

@@ -14,6 +14,7 @@ import torch
 
 from rectifiers._cpp import Extension
 from rectifiers._cpp import compiler as _compiler  # noqa: F401  (tests: no-compiler message)
+from rectifiers._cpp import kernel_layout as layout
 
 __all__ = ["available", "load_error", "layout", "forward", "backward", "SUPPORTED_DTYPES"]
 
@@ -29,34 +30,6 @@ def available() -> bool:
 def load_error() -> str | None:
     """Why the extension is unavailable (``None`` if it loaded or was not tried yet)."""
     return EXTENSION.load_error()
-
-
-def layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
-    """``(C, inner)`` viewing ``x`` as ``[outer][C][inner]`` in memory, or ``None``.
-
-    Channel-shared: ``C = 1``, ``inner = numel`` for any dense tensor. Channel-wise (dim 1):
-    NCHW-contiguous gives ``inner = prod(shape[2:])``; channels_last (rank 4/5, channel dim
-    innermost) gives ``inner = 1``. Other layouts return ``None`` (the caller falls back).
-    """
-    if shared:
-        return (1, max(x.numel(), 1)) if x.is_contiguous() or _channels_last(x) else None
-    c = x.shape[1]
-    if x.is_contiguous():
-        inner = 1
-        for d in x.shape[2:]:
-            inner *= d
-        return c, max(inner, 1)
-    if _channels_last(x):
-        return c, 1
-    return None
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    if x.ndim == 4:
-        return x.is_contiguous(memory_format=torch.channels_last)
-    if x.ndim == 5:
-        return x.is_contiguous(memory_format=torch.channels_last_3d)
-    return False
 
 
 def forward(x: torch.Tensor, w: torch.Tensor, lay: tuple[int, int], out: torch.Tensor) -> None:

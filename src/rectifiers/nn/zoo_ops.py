@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch.autograd import forward_ad
 
+from rectifiers._cpp import kernel_layout
 from rectifiers.nn import _activations_cpu
 
 __all__ = ["SELU_ALPHA", "SELU_SCALE", "activation", "rrelu_slopes"]
@@ -206,7 +207,7 @@ def _graph_mode() -> bool:
 def _use_cpp(x: torch.Tensor) -> bool:
     if x.device.type != "cpu" or x.dtype not in _activations_cpu.SUPPORTED_DTYPES:
         return False
-    if x.numel() == 0 or not (x.is_contiguous() or _channels_last(x)):
+    if x.numel() == 0 or kernel_layout(x, True) is None:
         return False
     if not _activations_cpu.available():
         global _warned
@@ -224,22 +225,9 @@ def _use_cpp(x: torch.Tensor) -> bool:
     return True
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    if x.ndim == 4:
-        return x.is_contiguous(memory_format=torch.channels_last)
-    if x.ndim == 5:
-        return x.is_contiguous(memory_format=torch.channels_last_3d)
-    return False
-
-
 def _layout(x: torch.Tensor, w: torch.Tensor | None) -> tuple[int, int] | None:
     """``(C, inner)`` for the kernels: flat for one parameter, else channel dim 1."""
-    if w is None or w.numel() == 1:
-        return 1, x.numel()
-    c = x.shape[1]
-    if x.is_contiguous():
-        return c, max(math.prod(x.shape[2:]), 1)
-    return (c, 1) if _channels_last(x) else None
+    return kernel_layout(x, w is None or w.numel() == 1)
 
 
 def _kernel_w(w: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
