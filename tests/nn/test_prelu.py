@@ -603,3 +603,14 @@ def test_portable_kernels_the_non_cpu_path_match_f_prelu():
     assert meta.shape == x.shape and meta.device.type == "meta"
     with pytest.raises(RuntimeError, match="channels"):
         torch.ops.rectifiers.prelu(x.to("meta"), torch.ones(4, device="meta"))
+
+
+def test_inplace_layer_trains_on_a_non_cpu_device():
+    """The in-place save-mode check reads the slopes on the host: slopes on another device
+    (meta here, CUDA in practice) must not reach numpy directly."""
+    from rectifiers.nn import PReLU
+
+    layer = PReLU(3, inplace=True).to("meta")
+    x = torch.empty(2, 3, 4, 4, device="meta", requires_grad=True)
+    y = layer(x.clone())
+    assert y.shape == x.shape and y.device.type == "meta"

@@ -48,9 +48,11 @@ def test_resume_from_a_run_writes_into_that_run_with_its_settings(tmp_path):
                     {"model": torch.nn.Linear(1, 1).state_dict()}, {"config": saved})
     cfg = config_from_args(["--resume", str(tmp_path), "--epochs", "9"])
     assert cfg.out_dir == str(tmp_path)
-    # result-changing settings not given come from the checkpoint; given ones and neutral
-    # ones (threads, paths) do not
-    assert (cfg.lr, cfg.epochs, cfg.threads) == (0.05, 9, None)
+    # result-changing settings not given come from the checkpoint, and so does the thread count
+    # (it changes the last bits of reductions); given ones and paths do not
+    assert (cfg.lr, cfg.epochs, cfg.threads) == (0.05, 9, 3)
+    cfg = config_from_args(["--resume", str(tmp_path), "--threads", "1"])
+    assert cfg.threads == 1  # a resume may change it (on another machine, say)
     assert config_from_args(["--resume", "auto", "--experiment", "x"]).out_dir == "runs/x"
 
 

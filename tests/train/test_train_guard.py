@@ -118,6 +118,19 @@ def test_max_steps_then_resume_equals_the_uninterrupted_run(tmp_path):
     assert [r["val_top1_err"] for r in rows] == [r["val_top1_err"] for r in ref_rows]
 
 
+def test_resume_with_max_steps_already_reached_is_refused_and_keeps_the_run(tmp_path):
+    out = tmp_path / "run"
+    run = [*TINY_CLI, "--epochs", "1", "--out-dir", str(out)]
+    assert run_cli([*run, "--max-steps", "3"]).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    r = run_cli([*run, "--resume", "auto", "--max-steps", "2"])
+    assert r.returncode == 2
+    _one_message(r)
+    assert "--max-steps 2" in r.stderr and "step 3" in r.stderr
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before  # final.json, args.yaml, checkpoints: byte-identical
+
+
 def test_out_dir_that_is_a_file_is_one_message(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("keep me")

@@ -25,7 +25,11 @@ kernel for tracing, a vmap rule, and an ``Autograd`` kernel:
   per-element slope gradient and reduces it afterwards, 4-5x an in-place ReLU on 2 cores);
 * reverse mode with ``create_graph=True`` (gradient penalties, Hessian-vector products): the
   same formulas written with differentiable ATen ops, so double backward is exact for input
-  *and* slope (``torch.is_grad_enabled()`` inside the backward tells which);
+  *and* slope (``torch.is_grad_enabled()`` inside the backward tells which). One caveat: with
+  ``inplace=True`` and only the output saved, the slope's second derivative is formed as
+  ``d/da (sum g*y / a)``, which cancels to 0 only up to rounding: about 1e-5 relative at
+  a = 0.25 in fp32, worse as a -> tiny. For Hessian products through the slopes, build the
+  layer with ``inplace=False`` (exact for any slope);
 * forward-mode AD and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ``jvp``):
   ATen's own differentiable ``_prelu_kernel``, i.e. exactly ``torch.nn.PReLU``'s rules.
 
@@ -159,7 +163,9 @@ def _save_mode(w1: torch.Tensor, dtype: torch.dtype) -> str:
     """What in-place mode must keep for an exact backward (see module docstring)."""
     # one host read of the slopes, then numpy (a few microseconds, unlike ~8 tiny torch ops);
     # compared in the slopes' own dtype (x's): a threshold in another dtype could round to 0
-    w = w1.detach()
+    if w1.device.type == "meta":
+        return "input"  # no values to inspect (shape-only tracing): the always-exact choice
+    w = w1.detach().cpu()  # slopes on another device (CUDA): one small copy to the host
     a = w.numpy() if w.dtype in (torch.float32, torch.float64) else w.float().numpy()
     tiny = a.dtype.type(torch.finfo(dtype).tiny ** 0.25)
     mag = np.abs(a)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rectifiers.errors import ConfigError, UserError, debug_enabled
+from rectifiers.errors import ConfigError, UserError
 from rectifiers.optim import SCHEDULES
 from rectifiers.runtime import AMP_MODES, DEVICES
 from rectifiers.train.checkpoint import LAST, read_meta, resolve
@@ -208,7 +208,10 @@ def _saved_settings(resume: str, out_dir: str | None) -> dict[str, Any]:
         path = resolve(resume, prefer="last")
     saved = read_meta(path).get("config") or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
-    return {k: v for k, v in saved.items() if k in known and k not in RESUME_NEUTRAL}
+    # threads is neutral (a resume may change it) but the last bits of a reduction depend on it:
+    # without --threads the run continues with the thread count it was started with
+    keep = {k for k in known if k not in RESUME_NEUTRAL} | {"threads"}
+    return {k: v for k, v in saved.items() if k in keep}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,11 +225,6 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except UserError:
         raise  # rectifiers/cli.py prints it as one line (traceback with --debug)
-    except ValueError as e:
-        if debug_enabled():
-            raise
-        print(f"rectifiers train: error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("rectifiers train: interrupted (resume with --resume auto/PATH)", file=sys.stderr)
         return 130

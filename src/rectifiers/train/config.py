@@ -24,8 +24,10 @@ model is built on the meta device to find out: no memory, no random draws). ``gr
 None means no clipping; a negative one is an error (it would make every step an ascent).
 
 Resume: :meth:`TrainConfig.resume_changes` lists the settings that differ from a checkpoint's and
-can change the numbers; ``RESUME_NEUTRAL`` holds those that cannot (paths, logging, threads,
-``max_steps``, which only decides where a run stops).
+can change the numbers; ``RESUME_NEUTRAL`` holds those a resume may change (paths, logging,
+``max_steps``, which only decides where a run stops, and ``threads``, which changes only the last
+bits of reductions: a resume without ``--threads`` takes the saved thread count, so it stays
+bit-exact).
 """
 
 from __future__ import annotations
@@ -267,9 +269,9 @@ class TrainConfig:
 
         A resumed run equals the uninterrupted one only with the same settings; this lists the
         differences that matter, as ``"field: old -> new"``. Settings that never change the
-        numbers (``RESUME_NEUTRAL``: where files go, logging, threads, ``max_steps`` which only
-        decides where a run stops) are left out; so is ``epochs`` except under the cosine
-        schedule, whose length it sets.
+        numbers (``RESUME_NEUTRAL``: where files go, logging, ``max_steps`` which only decides
+        where a run stops, and threads, which changes only the last bits) are left out; so is
+        ``epochs`` except under the cosine schedule, whose length it sets.
         """
         new = self.to_dict()
         neutral = set(RESUME_NEUTRAL)

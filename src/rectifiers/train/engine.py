@@ -232,11 +232,15 @@ def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Mod
     run = _Run(cfg, device, info, data, raw_model, wrapped, optimizer, scaler, schedule, meta,
                out, log)
 
-    if out is not None and main:
-        outputs.write_args(out, cfg.to_dict())
     if resume_path is not None:
         _resume(run, resume_path)
+        if cfg.max_steps and run.step >= cfg.max_steps:
+            # nothing to train: refuse before final.json/args.yaml of the run are rewritten
+            raise ConfigError(
+                f"--max-steps {cfg.max_steps}: the run in {resume_path.parent} is already at "
+                f"step {run.step}. Nothing was changed; give a larger --max-steps (or none).")
     if out is not None and main:
+        outputs.write_args(out, cfg.to_dict())
         run.steplog = outputs.StepLog(out / "log.jsonl")
     n_params = sum(p.numel() for p in raw_model.parameters())
     log(f"model {meta['model']} (act={meta['act']}, init={meta['init']}, "

@@ -34,7 +34,7 @@ __all__ = ["RUN_FILES", "STEPLOG", "RunDir", "prepare_run_dir", "repair_steplog"
 STEPLOG = "log.jsonl"
 # Every file a training run writes into its directory (what --overwrite replaces).
 RUN_FILES = (LAST, BEST, STEPLOG, "summary.csv", "final.json", "curves.png", "args.yaml",
-             "args.json")
+             "args.json", "skipped_images.txt", "skipped_images_val.txt")
 
 
 @dataclass
