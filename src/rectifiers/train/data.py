@@ -67,7 +67,7 @@ def build_data(cfg: TrainConfig, info: DistInfo, train_set: Any = None,
             if not cfg.data_dir:
                 raise ConfigError("--dataset folder needs --data-dir (a directory with train/ "
                                   "and val/)")
-            kw["skip_bad_images"] = bool(getattr(cfg, "skip_bad_images", False))
+            kw["skip_bad_images"] = cfg.skip_bad_images
         elif cfg.dataset == "synthetic":
             kw = {"in_chans": cfg.synthetic_chans, "num_classes": cfg.synthetic_classes,
                   "image_size": cfg.synthetic_image_size}
