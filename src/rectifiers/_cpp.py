@@ -91,14 +91,6 @@ def check_private(path: Path) -> None:
             raise UnsafePathError(f"{p} is writable by group or others (mode {st.st_mode:o})")
 
 
-def _check_tree(root: Path, leaf: Path) -> None:
-    """:func:`check_private` on ``root`` and every path from it down to ``leaf``."""
-    check_private(root)
-    for part in leaf.relative_to(root).parts:
-        root = root / part
-        check_private(root)
-
-
 def _private_dir(path: Path) -> None:
     """Create ``path`` (and parents) with mode 0700 where missing; never loosen existing ones."""
     old = os.umask(0o077)
@@ -171,14 +163,17 @@ class Extension:
 
     def _cached_library(self, cxx: str) -> Path:
         """Build into (or find in) the per-user cache; raises ``OSError`` if it is unusable."""
-        root = cache_root()
-        _private_dir(root)
-        so = root / "ext" / self.key(cxx) / f"{self.name}.so"
-        _private_dir(so.parent)
-        _check_tree(root, so.parent)
+        d = cache_root()
+        _private_dir(d)
+        check_private(d)  # before anything is created inside it
+        for part in ("ext", self.key(cxx)):
+            d = d / part
+            _private_dir(d)
+            check_private(d)
+        so = d / f"{self.name}.so"
         if not so.exists():
             self._build(so, cxx)
-        _check_tree(root, so)
+        check_private(so)
         return so
 
     def _private_library(self, cxx: str) -> Path:
