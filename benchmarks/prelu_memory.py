@@ -21,32 +21,12 @@ import argparse
 
 import torch
 
+from rectifiers.analysis.cost import saved_tensor_bytes
 from rectifiers.models import create_model
 
 
-def saved_bytes(model: torch.nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """(unique bytes saved for backward, number of unique storages) of ``model(x)``.
-
-    Parameters (conv/fc weights, PReLU slopes) are alive anyway and not counted: the sum is
-    the activation memory the step adds.
-    """
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    out.float().sum().backward()  # a real step: the saved tensors must suffice
-    return sum(seen.values()), len(seen)
-
-
 def measure(name: str, act: str, x: torch.Tensor, kwargs: dict, inplace,
-            compiled: bool = False) -> tuple[int, int]:
+            compiled: bool = False) -> int:
     act_kwargs = {} if inplace is None else {"inplace": inplace}
     torch.manual_seed(0)
     model = create_model(name, act=act, act_kwargs=act_kwargs, **kwargs)
@@ -56,7 +36,9 @@ def measure(name: str, act: str, x: torch.Tensor, kwargs: dict, inplace,
         # so the same hooks see them; fullgraph=True proves there is no graph break
         model = torch.compile(model, fullgraph=True)
         model(x).float().sum().backward()  # compile outside the measured pass
-    return saved_bytes(model, x)
+    # a real step inside the count: the saved tensors must suffice for backward
+    return saved_tensor_bytes(lambda: model(x).float().sum().backward(),
+                              exclude=list(model.parameters()))
 
 
 def main() -> None:
@@ -78,14 +60,14 @@ def main() -> None:
     for name, kwargs, x in cases:
         for label, inplace in (("default", None), ("inplace=False", False),
                                ("inplace=True", True)):
-            p, _ = measure(name, "prelu", x, kwargs, inplace)
-            r, _ = measure(name, "relu", x, kwargs, inplace)
+            p = measure(name, "prelu", x, kwargs, inplace)
+            r = measure(name, "relu", x, kwargs, inplace)
             print(f"| {name} | {x.shape[0]} | {label} | {p / 2**20:.1f} | {r / 2**20:.1f} | "
                   f"{p / r:.3f} |", flush=True)
     if args.compiled:
         name, kwargs, x = cases[0]
-        p, _ = measure(name, "prelu", x, kwargs, None, compiled=True)
-        r, _ = measure(name, "relu", x, kwargs, None, compiled=True)
+        p = measure(name, "prelu", x, kwargs, None, compiled=True)
+        r = measure(name, "relu", x, kwargs, None, compiled=True)
         print(f"| {name} | {x.shape[0]} | default, torch.compile | {p / 2**20:.1f} | "
               f"{r / 2**20:.1f} | {p / r:.3f} |", flush=True)
 

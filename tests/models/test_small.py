@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from rectifiers.analysis.cost import saved_tensor_bytes
 from rectifiers.models import complexity, create_model
 from rectifiers.nn import list_activations
 
@@ -102,20 +103,9 @@ def test_wrong_channel_count_fails_clearly() -> None:
 
 
 def _saved_activation_bytes(model: nn.Module, x: torch.Tensor) -> int:
-    """Unique bytes autograd keeps for backward in ``model(x)``, parameters excluded."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        s = t.untyped_storage()
-        if s.data_ptr() not in params:
-            seen[s.data_ptr()] = s.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x)
-    out.sum().backward()
-    return sum(seen.values())
+    """Unique bytes autograd keeps for backward in ``model(x)``, parameters excluded (the
+    backward runs inside the count: the saved tensors must suffice)."""
+    return saved_tensor_bytes(lambda: model(x).sum().backward(), exclude=list(model.parameters()))
 
 
 @pytest.mark.parametrize("name", ["prelunet_small", "plain_small"])
