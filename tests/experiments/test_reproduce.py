@@ -13,7 +13,14 @@ import torch
 
 from rectifiers.experiments import depth, relu_vs_prelu, reproduce, signal_prop, xor
 from rectifiers.experiments.report import VERDICTS, Section, markdown_table, write_report
-from rectifiers.experiments.runs import heldout_batches, open_data, run_config, train_run
+from rectifiers.experiments.runs import (
+    RunStore,
+    heldout_batches,
+    open_data,
+    run_config,
+    train_run,
+)
+from rectifiers.experiments.stats import wilson_interval
 
 # --------------------------------------------------------------------------- XOR
 
@@ -124,9 +131,35 @@ def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
     s = depth.run(st, tmp_path, "cmd", progress=lambda _m: None)
     assert (tmp_path / "depth_curves.png").exists() and (tmp_path / "depth_grads.png").exists()
     assert s.verdict in VERDICTS
-    for key, v in s.data.items():
-        assert len(v["test_err"]) == st.seeds, key
-        assert all(len(c) == st.epochs + 1 for c in v["test_err"])
+    for depth_ in st.depths:
+        for init in depth.INITS:
+            v = s.data[f"{depth_}/{init}"]
+            assert len(v["test_err"]) == st.seeds
+            assert all(len(c) == st.epochs + 1 for c in v["test_err"])
+            lo, hi = v["converged_ci95"]
+            assert 0 <= lo <= v["converged"] / v["runs"] <= hi <= 1
+    # the lr sweep: every lr, init and depth has its seeds; the long runs have their epochs
+    assert len(s.data["lr_range"]) == len(st.depths) * len(depth.INITS) * len(st.lrs)
+    long = s.data[f"long/{min(st.depths)}/xavier"]["test_err"]
+    assert len(long) == st.long_seeds and all(len(c) == st.long_epochs + 1 for c in long)
+    for f in ("depth_lr.png", "depth_long.png"):
+        assert (tmp_path / f).stat().st_size > 1000
+    # Resumable: a second run reads every stored run back (nothing is trained: the train
+    # function is replaced by one that fails) and gives the same numbers.
+    stored = RunStore(tmp_path / "runs").count("depth")
+    assert stored == len(st.depths) * 2 * len(st.lrs) * st.seeds + 2 * st.long_seeds
+    import rectifiers.experiments.depth as depth_mod
+
+    def no_training(*a, **k):
+        raise AssertionError("a stored run was trained again")
+
+    orig = depth_mod.train_run
+    depth_mod.train_run = no_training
+    try:
+        again = depth.run(st, tmp_path, "cmd", progress=lambda _m: None)
+    finally:
+        depth_mod.train_run = orig
+    assert again.data == s.data
 
 
 @pytest.mark.parametrize(("he_deep", "xa_deep", "he_sh", "xa_sh", "ahead", "want"), [
@@ -165,6 +198,83 @@ def test_relu_vs_prelu_slopes_and_dead_units_sections(tmp_path):
     assert 0.3 < dead["relu"]["zero_fraction"][0][0] < 0.7
     assert dead["prelu"]["zero_fraction"][0][0] == 0.0
     assert dead["leaky_relu_0.25"]["zero_fraction"][0][-1] == 0.0
+    # the slope trace: step 0 at the initial 0.25, then every trace_every steps, one column
+    # per PReLU layer; the last row holds the final slopes of the run
+    run0 = secs[1].data["prelu"]["traces"][0]
+    assert run0[0] == [0.0] + [0.25] * len(layers)
+    assert [r[0] for r in run0] == sorted({r[0] for r in run0})
+    assert run0[-1][1:] == pytest.approx([row[0] for row in secs[1].data["prelu"]["per_seed"]])
+
+
+def _trace(values_at):  # a slope trace with one layer, 101 points over 1000 steps
+    return [[float(k), values_at(k / 1000)] for k in range(0, 1001, 10)]
+
+
+@pytest.mark.parametrize(("curve", "settled"), [
+    (lambda t: 0.25 - 0.2 * t, False),  # still drifting linearly: 25 % of its move at the end
+    (lambda t: 0.05 + 0.2 * math.exp(-t / 0.05), True),  # saturated early
+    (lambda t: 0.25 - 0.02 * t, False),  # barely moved and still moving: not settled either
+    (lambda t: 0.25, True),  # never moved: nothing left to move
+])
+def test_slope_settling_rule_tells_a_settled_slope_from_a_drifting_one(curve, settled):
+    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], sched="constant", epochs=10)
+    runs = [relu_vs_prelu.Run("prelu", s, [0.9], [], [], 1.0, slope_trace=_trace(curve))
+            for s in range(2)]
+    (row,) = relu_vs_prelu.settling(runs, st)
+    assert row["settled"] is settled
+    # a step schedule is judged before its first decay, a cosine one in its first half
+    st_step = dataclasses.replace(st, sched="step", decay_epochs=(5,))
+    assert relu_vs_prelu.settling(runs, st_step)[0]["end_step"] == 500
+    assert relu_vs_prelu.settling(runs, dataclasses.replace(st, sched="cosine"))[0][
+        "end_step"] == 500
+
+
+def test_run_store_reads_back_only_the_exact_key_and_writes_atomically(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    key = {"settings": {"n": 1, "lrs": (0.1, 0.2)}, "seed": 3}
+    assert store.load("e", key) is None
+    store.save("e", key, {"test_err": [0.9, 0.5]})
+    assert store.load("e", key) == {"test_err": [0.9, 0.5]}
+    assert store.load("e", {**key, "seed": 4}) is None
+    assert store.load("other", key) is None
+    # a damaged or foreign file reads as "not finished", never as a wrong run
+    (path,) = (tmp_path / "runs" / "e").glob("*.json")
+    path.write_text("{not json")
+    assert store.load("e", key) is None
+    path.write_text('{"key": {"seed": 3}, "record": {"test_err": [0.1]}}')
+    assert store.load("e", key) is None
+    assert not list((tmp_path / "runs" / "e").glob("*.tmp*"))
+    assert RunStore(None).load("e", key) is None  # no store: always train
+
+
+@pytest.mark.parametrize(("k", "n"), [(0, 5), (5, 5), (3, 5), (7, 20), (1, 1)])
+def test_wilson_interval_covers_the_proportion_and_matches_the_closed_form(k, n):
+    lo, hi = wilson_interval(k, n)
+    assert 0 <= lo <= k / n <= hi <= 1
+    z = 1.959963984540054
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert lo == pytest.approx(max(0.0, centre - half), abs=1e-12)
+    assert hi == pytest.approx(min(1.0, centre + half), abs=1e-12)
+    with pytest.raises(ValueError):
+        wilson_interval(n + 1, n)
+
+
+def test_first_seed_gives_an_independent_seed_set_with_the_same_verdict(tmp_path, capsys):
+    # A reduced-size check of the verdict logic across seed sets: the signal experiment's
+    # verdict must not depend on which seeds were drawn, while its numbers do.
+    res = {}
+    for first in (0, 100):
+        out = tmp_path / f"s{first}"
+        assert reproduce.main(["signal", "--smoke", "--first-seed", str(first),
+                               "--out-dir", str(out)]) == 0
+        res[first] = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    (a,), (b,) = res[0]["sections"], res[100]["sections"]
+    assert a["verdict"] == b["verdict"] == "reproduced"
+    assert a["data"] != b["data"]
+    assert "--first-seed 100" in b["command"]
 
 
 # --------------------------------------------------------------------------- report + CLI

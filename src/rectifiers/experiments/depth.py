@@ -24,11 +24,13 @@ Xavier converges where He does not, which would contradict the paper.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rectifiers.experiments.report import (
     Section,
@@ -37,8 +39,8 @@ from rectifiers.experiments.report import (
     new_figure,
     save_figure,
 )
-from rectifiers.experiments.runs import first_conv, open_data, run_config, train_run
-from rectifiers.experiments.stats import summarize
+from rectifiers.experiments.runs import RunStore, first_conv, open_data, run_config, train_run
+from rectifiers.experiments.stats import summarize, wilson_interval
 from rectifiers.train import StepInfo, TrainConfig
 
 INITS: tuple[str, ...] = ("he", "xavier")
@@ -65,16 +67,34 @@ class DepthSettings:
     # loop without clipping, where 0.01 knocked the net back to chance after a gradient spike.)
     # He and Xavier share the recipe; only the init differs.
     lr: float = 0.01
+    # Further lrs trained at every depth, init and seed (the lr range in which each init
+    # converges, measured in the run itself); the curves and the verdict use ``lr``.
+    sweep_lrs: tuple[float, ...] = ()
+    # Longer runs at the shallow depth (both inits, ``lr``, ``long_seeds`` seeds): enough
+    # training to see whether Xavier converges at 22 layers (the paper's Fig. 2). 0 = none.
+    long_epochs: int = 0
+    long_seeds: int = 3
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1
     data_source: str = "fashion_mnist"
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    @property
+    def lrs(self) -> tuple[float, ...]:
+        return (self.lr, *(x for x in self.sweep_lrs if x != self.lr))
 
 
 PRESETS: dict[str, DepthSettings] = {
     "quick": DepthSettings(),
-    # ~2.5 h on 2 cores; 9 epochs as the x-axis of the paper's Fig. 3.
-    "full": DepthSettings(width=16, seeds=5, n_train=20000, n_test=5000, epochs=9,
-                          batch_size=64, lr=0.01),
+    # ~1 h on one core: 2 depths x 2 inits x 3 lrs x 5 seeds = 60 runs of 8 epochs on 6000
+    # images (~40 s each), plus 2 x 3 runs of 30 epochs at 22 layers (~2.5 min each).
+    "full": DepthSettings(width=8, seeds=5, n_train=6000, n_test=2000, epochs=8,
+                          batch_size=64, lr=0.01, sweep_lrs=(0.005, 0.02), long_epochs=30,
+                          long_seeds=3),
     "smoke": DepthSettings(depths=(5, 6), width=2, seeds=2, n_train=64, n_test=32, epochs=1,
-                           batch_size=32),
+                           batch_size=32, sweep_lrs=(0.02,), long_epochs=2, long_seeds=2),
 }
 
 
@@ -151,106 +171,149 @@ def _conv1_grad_norm(info: StepInfo, clip: float | None) -> float:
     return norm
 
 
+_EXP = "depth"  # the run store's folder
+
+
+def _train(settings: DepthSettings, store: RunStore, data: tuple, depth: int, init: str,
+           lr: float, seed: int, epochs: int) -> dict[str, Any]:
+    """One run (from ``store`` if it was finished before): test error per epoch (index 0 =
+    initialisation), the conv1 gradient norm of every step, diverged, seconds."""
+    key = {"settings": {k: v for k, v in dataclasses.asdict(settings).items()
+                        if k in ("width", "n_train", "n_test", "batch_size", "data_source")},
+           "depth": depth, "init": init, "lr": lr, "seed": seed, "epochs": epochs}
+    record = store.load(_EXP, key)
+    if record is not None:
+        return record
+    cfg = run_config(model="plain_small", act="relu", init=init, seed=seed, epochs=epochs,
+                     batch_size=settings.batch_size, lr=lr, sched="constant", dropout=0.0,
+                     model_kwargs={"depth": depth, "width": settings.width})
+    g: list[float] = []
+    res = train_run(cfg, data[0], data[1],
+                    on_step=lambda info: g.append(_conv1_grad_norm(info, cfg.grad_clip)))
+    record = {"test_err": res.test_err, "grads": g, "diverged": res.diverged,
+              "seconds": res.seconds}
+    store.save(_EXP, key, record)
+    return record
+
+
 def run(settings: DepthSettings, out_dir: str | Path, command: str, *,
         data_dir: str | None = None, progress: Callable[[str], None] = print) -> Section:
-    """Train every (depth, init, seed); write ``depth_curves.png``, ``depth_grads.png``."""
+    """Train every (depth, init, lr, seed) (and the long shallow runs); write
+    ``depth_curves.png``, ``depth_grads.png`` (and ``depth_lr.png``, ``depth_long.png``)."""
     t0 = time.perf_counter()
     out = Path(out_dir)
-    train_set, test_set = open_data(settings.n_train, settings.n_test, data_dir,
-                                    settings.data_source)
-    chance = 1.0 - 1.0 / test_set.num_classes
-    curves: dict[tuple[int, str], list[list[float]]] = {}
-    grads: dict[tuple[int, str], list[list[float]]] = {}
-    n_runs = len(settings.depths) * len(INITS) * settings.seeds
-    done = 0
+    store = RunStore(out / "runs")
+    data = open_data(settings.n_train, settings.n_test, data_dir, settings.data_source)
+    chance = 1.0 - 1.0 / data[1].num_classes
+    shallow, deep = min(settings.depths), max(settings.depths)
+    plan = [(d, i, lr, s, settings.epochs) for d in settings.depths for i in INITS
+            for lr in settings.lrs for s in settings.seed_list]
+    if settings.long_epochs:
+        plan += [(shallow, i, settings.lr, s, settings.long_epochs) for i in INITS
+                 for s in range(settings.first_seed, settings.first_seed + settings.long_seeds)]
+    runs: dict[tuple, list[dict[str, Any]]] = {}
+    for k, (depth, init, lr, seed, epochs) in enumerate(plan, 1):
+        rec = _train(settings, store, data, depth, init, lr, seed, epochs)
+        runs.setdefault((depth, init, lr, epochs), []).append(rec)
+        progress(f"  depth {depth:>2} {init:<6} lr {lr:g} seed {seed} ({epochs} ep): test "
+                 f"error {rec['test_err'][0]:.3f} -> {rec['test_err'][-1]:.3f}"
+                 f"{' (diverged)' if rec['diverged'] else ''} ({rec['seconds']:.0f} s, "
+                 f"{k}/{len(plan)})")
+
+    main = {(d, i): runs[(d, i, settings.lr, settings.epochs)]
+            for d in settings.depths for i in INITS}
+    curves = {k: [r["test_err"] for r in v] for k, v in main.items()}
+    grads = {k: [r["grads"] for r in v] for k, v in main.items()}
+    _plot_curves(curves, settings.depths, chance, out / "depth_curves.png",
+                 f"lr {settings.lr:g}, {settings.epochs} epochs")
+    _plot_grads(grads, settings.depths, out / "depth_grads.png")
+    plots = ["depth_curves.png", "depth_grads.png"]
+
+    def conv_count(recs: list[dict[str, Any]]) -> int:
+        return sum(_converged(r["test_err"], chance) for r in recs)
+
+    # ---- numbers at the main lr
+    rows, frac, data_out = [], {}, {}
     for depth in settings.depths:
         for init in INITS:
-            for seed in range(settings.seeds):
-                cfg = run_config(model="plain_small", act="relu", init=init, seed=seed,
-                                 epochs=settings.epochs, batch_size=settings.batch_size,
-                                 lr=settings.lr, sched="constant", dropout=0.0,
-                                 model_kwargs={"depth": depth, "width": settings.width})
-                g: list[float] = []
-                res = train_run(cfg, train_set, test_set,
-                                on_step=lambda info, g=g, c=cfg.grad_clip: g.append(
-                                    _conv1_grad_norm(info, c)))
-                curves.setdefault((depth, init), []).append(res.test_err)
-                grads.setdefault((depth, init), []).append(g)
-                done += 1
-                progress(f"  depth {depth:>2} {init:<6} seed {seed}: test error "
-                         f"{res.test_err[0]:.3f} -> {res.test_err[-1]:.3f}"
-                         f"{' (diverged)' if res.diverged else ''} "
-                         f"({res.seconds:.0f} s, {done}/{n_runs})")
-
-    # ---- plots: error curves (one panel per depth) and conv1 gradient norms (log scale)
-    fig, axes = new_figure(ncols=len(settings.depths), width=4.6)
-    for ax, depth in zip(axes[0], settings.depths, strict=True):
-        for init in INITS:
-            runs = curves[(depth, init)]
-            epochs = range(len(runs[0]))
-            for i, c in enumerate(runs):
-                ax.plot(epochs, c, color=COLORS[init], alpha=0.8, marker="o", ms=3,
-                        label=LABELS[init] if i == 0 else None)
-        ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
-        ax.set_title(f"{depth}-layer plain ReLU net")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test top-1 error")
-        ax.set_ylim(0, 1)
-        integer_ticks(ax)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    save_figure(fig, out / "depth_curves.png")
-
-    fig, axes = new_figure(ncols=len(settings.depths), width=4.6)
-    for ax, depth in zip(axes[0], settings.depths, strict=True):
-        for init in INITS:
-            for i, g in enumerate(grads[(depth, init)]):
-                # Exact zeros (underflow) cannot be drawn on a log axis; show them at the floor.
-                ax.plot([max(v, 1e-12) for v in g], color=COLORS[init], alpha=0.7, lw=0.8,
-                        label=LABELS[init] if i == 0 else None)
-        ax.set_yscale("log")
-        ax.set_title(f"{depth} layers: gradient norm of conv1")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("||dE/dW_conv1||")
-        ax.grid(True, alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    save_figure(fig, out / "depth_grads.png")
-
-    # ---- numbers
-    rows, verdict_parts, data_out = [], {}, {}
-    for depth in settings.depths:
-        for init in INITS:
-            finals = [c[-1] for c in curves[(depth, init)]]
-            first = [c[1] for c in curves[(depth, init)]]
-            g0 = [g[0] for g in grads[(depth, init)] if g]
+            recs = main[(depth, init)]
+            finals = [r["test_err"][-1] for r in recs]
+            first = [r["test_err"][1] for r in recs]
+            g0 = [r["grads"][0] for r in recs if r["grads"]]
             s = summarize(finals)
-            conv = sum(_converged(c, chance) for c in curves[(depth, init)])
+            conv = conv_count(recs)
+            lo, hi = wilson_interval(conv, len(recs))
             rows.append([depth, init, f"{statistics.fmean(first):.3f}",
                          f"{s.mean:.3f} ± {s.std if s.n > 1 else 0:.3f}",
-                         f"{conv}/{len(finals)}", f"{statistics.fmean(g0):.2e}"])
-            verdict_parts[(depth, init)] = conv / len(finals)
-            data_out[f"{depth}/{init}"] = {"test_err": curves[(depth, init)],
-                                          "conv1_grad_norm_first": g0}
+                         f"{conv}/{len(recs)} [{lo:.2f}, {hi:.2f}]",
+                         f"{statistics.fmean(g0):.2e}", _median_grad_tail(recs)])
+            frac[(depth, init)] = conv / len(recs)
+            data_out[f"{depth}/{init}"] = {
+                "test_err": curves[(depth, init)], "conv1_grad_norm_first": g0,
+                "converged": conv, "runs": len(recs), "converged_ci95": [lo, hi]}
     table = markdown_table(["weight layers", "init", "error after epoch 1",
-                            f"final error (epoch {settings.epochs})", "runs converged",
-                            "conv1 grad norm at step 0"], rows)
+                            f"final error (epoch {settings.epochs})",
+                            "runs converged [95 % CI]", "conv1 grad norm at step 0",
+                            "conv1 grad norm, median of the last epoch"], rows)
+    tables = [table]
 
-    deep, shallow = max(settings.depths), min(settings.depths)
-    he_deep, xa_deep = verdict_parts[(deep, "he")], verdict_parts[(deep, "xavier")]
-    he_sh, xa_sh = verdict_parts[(shallow, "he")], verdict_parts[(shallow, "xavier")]
+    # ---- the lr range (full mode: measured here; quick: the committed sweep)
+    lr_note = ""
+    if len(settings.lrs) > 1:
+        tables.append(_lr_table(runs, settings, chance))
+        _plot_lr(runs, settings, chance, out / "depth_lr.png")
+        plots.append("depth_lr.png")
+        data_out["lr_range"] = {
+            f"{d}/{i}/{lr:g}": [r["test_err"][-1] for r in runs[(d, i, lr, settings.epochs)]]
+            for d in settings.depths for i in INITS for lr in settings.lrs}
+        ranges = {(d, i): [lr for lr in sorted(settings.lrs)
+                           if conv_count(runs[(d, i, lr, settings.epochs)])
+                           == len(settings.seed_list)]
+                  for d in settings.depths for i in INITS}
+        lr_note = " Learning rates at which every seed converged: " + "; ".join(
+            f"{d} layers {i}: {', '.join(f'{x:g}' for x in ranges[(d, i)]) or 'none'}"
+            for d in settings.depths for i in INITS) + (
+            f" (of {', '.join(f'{x:g}' for x in sorted(settings.lrs))}; second table, "
+            "depth_lr.png).")
+
+    # ---- the long runs at the shallow depth
+    long_note, shallow_frac = "", {i: frac[(shallow, i)] for i in INITS}
+    if settings.long_epochs:
+        long = {i: runs[(shallow, i, settings.lr, settings.long_epochs)] for i in INITS}
+        _plot_long(long, shallow, chance, settings, out / "depth_long.png")
+        plots.append("depth_long.png")
+        parts = []
+        for i in INITS:
+            c = conv_count(long[i])
+            lo, hi = wilson_interval(c, len(long[i]))
+            reach = [_first_converged_epoch(r["test_err"], chance) for r in long[i]]
+            shallow_frac[i] = c / len(long[i])
+            finals = ", ".join(f"{r['test_err'][-1]:.3f}" for r in long[i])
+            reached = ", ".join("never" if e is None else str(e) for e in reach)
+            parts.append(f"{LABELS[i].split(' ')[0]} {c}/{len(long[i])} [{lo:.2f}, {hi:.2f}] "
+                         f"(epoch reaching chance - 0.10: {reached}; final error {finals})")
+            data_out[f"long/{shallow}/{i}"] = {"test_err": [r["test_err"] for r in long[i]],
+                                              "converged": c, "converged_ci95": [lo, hi],
+                                              "first_converged_epoch": reach}
+        long_note = (f" Long runs at {shallow} layers ({settings.long_epochs} epochs, lr "
+                     f"{settings.lr:g}, depth_long.png): converged " + "; ".join(parts) + ".")
+
+    he_deep, xa_deep = frac[(deep, "he")], frac[(deep, "xavier")]
+    he_sh, xa_sh = shallow_frac["he"], shallow_frac["xavier"]
     he_earlier = (statistics.fmean(c[1] for c in curves[(shallow, "he")])
                   < statistics.fmean(c[1] for c in curves[(shallow, "xavier")]))
     verdict = depth_verdict(he_deep, xa_deep, he_sh, xa_sh, he_earlier)
     note = (f"{deep} layers: He converged in {he_deep:.0%} of runs, Xavier in {xa_deep:.0%}; "
-            f"{shallow} layers: He {he_sh:.0%}, Xavier {xa_sh:.0%}, He "
-            f"{'ahead' if he_earlier else 'not ahead'} after epoch 1")
+            f"{shallow} layers{' (long runs)' if settings.long_epochs else ''}: He "
+            f"{he_sh:.0%}, Xavier {xa_sh:.0%}, He {'ahead' if he_earlier else 'not ahead'} "
+            "after epoch 1")
     result = (note + f" (converged = final test error at least 10 points below chance, "
-              f"{chance:.2f}). The conv1 gradient norm at the first step is the direct test of "
-              "the mechanism: Xavier's is smaller by roughly 2^(L/2) (the per-layer factor "
-              "1/√2 of Eq. 9 compounded over the backward pass), He's is O(1). It is the "
-              "gradient of the loss alone (SGD adds the weight decay itself), so decay "
-              "cannot mask a vanishing gradient (the paper's footnote 2).")
-    tables = [table]
+              f"{chance:.2f}; intervals: Wilson 95 % for the fraction of seeds). The conv1 "
+              "gradient norm is the direct test of the mechanism: Xavier's is smaller by "
+              "roughly 2^(L/2) (the per-layer factor 1/√2 of Eq. 9 compounded over the "
+              "backward pass), He's is O(1). It is the gradient of the loss alone (SGD adds the "
+              "weight decay itself), so decay cannot mask a vanishing gradient (the paper's "
+              "footnote 2)." + lr_note + long_note)
     if _is_quick_size(settings):
         result += (f" The lr {settings.lr:g} is the measured one of a sweep at this size (second "
                    "table: runs converged per lr and init, final test error per seed): the "
@@ -262,11 +325,16 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, *,
     if verdict == "not testable at this scale":
         result += (f" He did not converge at {deep} layers either, so this run cannot tell the "
                    "inits apart: the setting is too small for a deep plain net to get going "
-                   "(`--full` trains longer and wider).")
-    if not (xa_sh == 1.0 and he_sh == 1.0):
+                   "(`--full` trains longer).")
+    if xa_sh < 1.0:
         result += (f" At {shallow} layers the paper's \"both converge\" needs Xavier to "
-                   f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; in our short runs it "
-                   f"{'did' if xa_sh == 1.0 else 'did not (yet)'}.")
+                   f"overcome a ~2^-{(shallow - 1) / 2:.0f} signal; within this budget "
+                   f"({settings.long_epochs or settings.epochs} epochs of {settings.n_train} "
+                   f"images) it converged in {xa_sh:.0%} of runs"
+                   + (" (see the full report for longer runs)." if not settings.long_epochs
+                      else f"; {_grad_ratio_note(long)}."))
+    also = ("; also " + ", ".join(f"{x:g}" for x in settings.lrs[1:])
+            if len(settings.lrs) > 1 else "")
     return Section(
         key="depth", title="Convergence vs depth (He vs Xavier)",
         claim=("Sec. 2.3, Figs. 2-3: a 22-layer plain ReLU net converges with both inits, He "
@@ -278,10 +346,151 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, *,
                f"{settings.n_train} Fashion-MNIST training images, test error on "
                f"{settings.n_test} test images (the same for every run); trained by the engine "
                f"of `rectifiers train` (fp32, no augmentation): SGD lr {settings.lr} "
-               f"(constant), momentum 0.9, wd 5e-4, gradient clipping at norm "
+               f"(constant{also}), "
+               f"momentum 0.9, wd 5e-4, gradient clipping at norm "
                f"{TrainConfig().grad_clip:g}, batch {settings.batch_size}, {settings.epochs} "
-               f"epochs, {settings.seeds} seeds."),
-        result=result, tables=tables, plots=["depth_curves.png", "depth_grads.png"],
+               f"epochs, seeds {settings.first_seed}-{settings.first_seed + settings.seeds - 1}"
+               + (f"; plus {settings.long_seeds} seeds of {settings.long_epochs} epochs at "
+                  f"{shallow} layers" if settings.long_epochs else "") + "."),
+        result=result, tables=tables, plots=plots,
         verdict=verdict, verdict_note=note, command=command, data=data_out,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _grad_ratio_note(long: dict[str, list[dict[str, Any]]]) -> str:
+    """How Xavier's conv1 gradient compares with He's over the last tenth of the long runs."""
+    def tail(init: str) -> float:
+        vals = [statistics.median(r["grads"][-max(1, len(r["grads"]) // 10):])
+                for r in long[init] if r["grads"]]
+        return statistics.median(vals) if vals else float("nan")
+
+    he, xa = tail("he"), tail("xavier")
+    if not he > 0 or xa != xa:
+        return "its conv1 gradient could not be compared with He's"
+    return (f"at the end its conv1 gradient norm is {xa / he:.2g} times He's (medians of the "
+            "last tenth of the steps; the long-run gradient plot)")
+
+
+def _first_converged_epoch(curve: list[float], chance: float) -> int | None:
+    """The first epoch whose test error is at least 10 points below chance (None: never)."""
+    return next((e for e, v in enumerate(curve) if v < chance - 0.10), None)
+
+
+def _median_grad_tail(recs: list[dict[str, Any]]) -> str:
+    """Median conv1 gradient norm over the last tenth of the steps, median over seeds."""
+    tails = [statistics.median(r["grads"][-max(1, len(r["grads"]) // 10):])
+             for r in recs if r["grads"]]
+    return f"{statistics.median(tails):.2e}" if tails else "–"
+
+
+def _lr_table(runs: dict[tuple, list[dict[str, Any]]], settings: DepthSettings,
+              chance: float) -> str:
+    rows = []
+    for d in sorted(settings.depths, reverse=True):
+        for i in INITS:
+            for lr in sorted(settings.lrs):
+                recs = runs[(d, i, lr, settings.epochs)]
+                c = sum(_converged(r["test_err"], chance) for r in recs)
+                lo, hi = wilson_interval(c, len(recs))
+                rows.append([d, i, f"{lr:g}", f"{c}/{len(recs)} [{lo:.2f}, {hi:.2f}]",
+                             " / ".join(f"{r['test_err'][-1]:.2f}" for r in recs)])
+    return markdown_table(["layers", "init", "lr", "converged [95 % CI]",
+                           "final test error per seed"], rows)
+
+
+def _plot_curves(curves: dict[tuple, list[list[float]]], depths: tuple[int, ...],
+                 chance: float, path: Path, what: str) -> None:
+    fig, axes = new_figure(ncols=len(depths), width=4.6)
+    for ax, depth in zip(axes[0], depths, strict=True):
+        for init in INITS:
+            for i, c in enumerate(curves[(depth, init)]):
+                ax.plot(range(len(c)), c, color=COLORS[init], alpha=0.8, marker="o", ms=3,
+                        label=LABELS[init] if i == 0 else None)
+        ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
+        ax.set_title(f"{depth}-layer plain ReLU net ({what})", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test top-1 error")
+        ax.set_ylim(0, 1)
+        integer_ticks(ax)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _plot_grads(grads: dict[tuple, list[list[float]]], depths: tuple[int, ...],
+                path: Path) -> None:
+    fig, axes = new_figure(ncols=len(depths), width=4.6)
+    for ax, depth in zip(axes[0], depths, strict=True):
+        for init in INITS:
+            for i, g in enumerate(grads[(depth, init)]):
+                # Exact zeros (underflow) cannot be drawn on a log axis; show them at the floor.
+                ax.plot([max(v, 1e-12) for v in g], color=COLORS[init], alpha=0.7, lw=0.8,
+                        label=LABELS[init] if i == 0 else None)
+        ax.set_yscale("log")
+        ax.set_title(f"{depth} layers: gradient norm of conv1")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("||dE/dW_conv1||")
+        ax.grid(True, alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _plot_lr(runs: dict[tuple, list[dict[str, Any]]], settings: DepthSettings, chance: float,
+             path: Path) -> None:
+    """Fraction of seeds converged vs lr, per depth, one line per init (Wilson 95 % bars)."""
+    fig, axes = new_figure(ncols=len(settings.depths), width=4.4)
+    lrs = sorted(settings.lrs)
+    for ax, depth in zip(axes[0], settings.depths, strict=True):
+        for k, init in enumerate(INITS):
+            fr, lo, hi = [], [], []
+            for lr in lrs:
+                recs = runs[(depth, init, lr, settings.epochs)]
+                c = sum(_converged(r["test_err"], chance) for r in recs)
+                a, b = wilson_interval(c, len(recs))
+                fr.append(c / len(recs))
+                lo.append(c / len(recs) - a)
+                hi.append(b - c / len(recs))
+            xs = [x * (1.04 if k else 0.96) for x in lrs]  # side by side, not on top
+            ax.errorbar(xs, fr, yerr=[lo, hi], marker="o", capsize=3, color=COLORS[init],
+                        label=LABELS[init])
+        ax.set_xscale("log")
+        ax.set_xticks(lrs)
+        ax.set_xticklabels([f"{x:g}" for x in lrs])
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(f"{depth} layers: seeds converged per lr", fontsize=9)
+        ax.set_xlabel("learning rate (constant, log scale)")
+        ax.set_ylabel(f"fraction of {settings.seeds} seeds converged")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def _plot_long(long: dict[str, list[dict[str, Any]]], depth: int, chance: float,
+               settings: DepthSettings, path: Path) -> None:
+    fig, axes = new_figure(ncols=2, width=4.8)
+    for init in INITS:
+        for i, r in enumerate(long[init]):
+            lab = LABELS[init] if i == 0 else None
+            axes[0][0].plot(range(len(r["test_err"])), r["test_err"], color=COLORS[init],
+                            alpha=0.8, lw=1.2, label=lab)
+            axes[0][1].plot([max(v, 1e-12) for v in r["grads"]], color=COLORS[init],
+                            alpha=0.6, lw=0.6, label=lab)
+    ax = axes[0][0]
+    ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
+    ax.set_title(f"{depth} layers, {settings.long_epochs} epochs, lr {settings.lr:g}",
+                 fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 error")
+    ax.set_ylim(0, 1)
+    integer_ticks(ax)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    ax = axes[0][1]
+    ax.set_yscale("log")
+    ax.set_title(f"{depth} layers: gradient norm of conv1", fontsize=9)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("||dE/dW_conv1||")
+    ax.grid(True, alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    save_figure(fig, path)

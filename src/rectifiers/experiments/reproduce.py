@@ -18,7 +18,11 @@ together; the report numbers its sections in this order):
 * ``dead``           Dead units of ReLU vs PReLU vs LeakyReLU through training.
 
 Writes ``report.md`` (Markdown with PNG plots), ``results.json`` and the plots to ``--out``
-(default ``reports/quick`` or ``reports/full``) and prints a verdict per experiment.
+(default ``reports/quick`` or ``reports/full``) and prints a verdict per experiment. Every
+finished training run is stored in ``<out>/runs/`` and never recomputed: an interrupted
+``--full`` continues where it stopped when the same command is run again, and experiments may
+be run one by one (even at once, in two processes) into the same directory before a last
+``rectifiers reproduce --full`` writes the whole report from the stored runs.
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per configuration for signal/depth/relu-vs-prelu/slopes/dead "
                         "(default: the mode's; XOR keeps its own hundreds of seeds)")
+    p.add_argument("--first-seed", type=int, default=None,
+                   help="seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1 (default 0); another value "
+                        "gives an independent seed set, to check that a verdict is not luck")
     p.add_argument("--out-dir", "--out", dest="out", default=None,
                    help="output directory (default: reports/<mode>); --out is an alias")
     p.add_argument("--data-dir", default=None,
@@ -88,6 +95,8 @@ def _command(exp: str, args: argparse.Namespace) -> str:
     parts = ["rectifiers", "reproduce", exp, f"--{args.mode}"]
     if args.seeds is not None:
         parts += ["--seeds", str(args.seeds)]
+    if args.first_seed is not None:
+        parts += ["--first-seed", str(args.first_seed)]
     if args.out is not None:
         parts += ["--out-dir", args.out]
     return shlex.join(parts)
@@ -116,6 +125,8 @@ def run(names: list[str], args: argparse.Namespace) -> tuple[list[Section], Path
         settings = exp.presets[args.mode]
         if exp.seeded and args.seeds is not None:
             settings = dataclasses.replace(settings, seeds=args.seeds)
+        if args.first_seed is not None and hasattr(settings, "first_seed"):
+            settings = dataclasses.replace(settings, first_seed=args.first_seed)
         if exp.trains:
             settings = dataclasses.replace(settings, data_source=data_source)
         s = exp.run(settings, out, _command(exp.name, args), data_dir=args.data_dir,
@@ -127,6 +138,8 @@ def run(names: list[str], args: argparse.Namespace) -> tuple[list[Section], Path
     all_cmd = shlex.join(["rectifiers", "reproduce"] + ([] if names == list(EXPERIMENTS)
                                                         else names) + [f"--{args.mode}"]
                          + (["--seeds", str(args.seeds)] if args.seeds is not None else [])
+                         + (["--first-seed", str(args.first_seed)]
+                            if args.first_seed is not None else [])
                          + (["--out-dir", args.out] if args.out is not None else []))
     path = write_report(sections, out, title="Delving Deep into Rectifiers: reproduction report",
                         command=all_cmd, mode=args.mode, wall_seconds=wall,
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         names = _resolve(args.experiments)
     except ValueError as e:
         parser.error(str(e))
+    if args.first_seed is not None and args.first_seed < 0:
+        parser.error("--first-seed must be >= 0")
     if args.seeds is not None and args.seeds < 2:
         parser.error("--seeds must be >= 2 (a spread and a confidence interval need two runs)")
     if args.threads is not None:

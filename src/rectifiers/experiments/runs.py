@@ -13,24 +13,37 @@ layer at every step, dead units after every epoch - it observes through the engi
 Runs are paired by seed: every run of an experiment sees the same training and test images
 (the data seed is fixed at 0), and seed ``s`` gives every configuration the same initial
 random stream and the same batch order (the engine's ``cfg.seed``).
+
+Finished runs are kept on disk (:class:`RunStore`, ``<out-dir>/runs/``): a run whose settings
+match a stored one is read back instead of trained again, so a long ``--full`` can be spread
+over several sittings (or processes: two experiments may train into one directory at once)
+and the report is rebuilt from the stored runs.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from rectifiers.data import build_loader, open_dataset
+from rectifiers.files import atomic_write_text
 from rectifiers.train import DivergenceError, StepInfo, TrainConfig, train
 
-__all__ = ["DATA_SEED", "RunRecord", "first_conv", "heldout_batches", "open_data",
-           "run_config", "train_run"]
+__all__ = ["DATA_SEED", "STORE_VERSION", "RunRecord", "RunStore", "first_conv",
+           "heldout_batches", "open_data", "run_config", "train_run"]
+
+# Part of every stored run's key: bump it when a change to the engine or an experiment makes
+# stored runs stale, so they are trained again instead of mixed with new ones.
+STORE_VERSION = 1
 
 # Every run of an experiment sees the same images: the data subset is drawn with this seed,
 # independently of the run seed (which orders the batches and draws the initial weights).
@@ -71,6 +84,7 @@ def first_conv(model: nn.Module) -> nn.Module:
 
 def run_config(*, model: str, act: str, init: str, seed: int, epochs: int, batch_size: int,
                lr: float, sched: str, warmup_epochs: float = 0.0,
+               decay_epochs: tuple[int, ...] = (),
                model_kwargs: dict[str, Any] | None = None, dropout: float | None = 0.0,
                device: str = "auto") -> TrainConfig:
     """The engine's settings for one experiment run: ``rectifiers train``'s defaults (SGD
@@ -80,7 +94,8 @@ def run_config(*, model: str, act: str, init: str, seed: int, epochs: int, batch
     ``dropout=None`` keeps the model's own default."""
     return TrainConfig(model=model, act=act, init=init, model_kwargs=dict(model_kwargs or {}),
                        dropout=dropout, augment="none", epochs=epochs, batch_size=batch_size,
-                       lr=lr, sched=sched, warmup_epochs=warmup_epochs, amp="none",
+                       lr=lr, sched=sched, warmup_epochs=warmup_epochs,
+                       decay_epochs=tuple(decay_epochs), amp="none",
                        device=device, seed=seed, out_dir=None, progress=False, verbose=False)
 
 
@@ -138,3 +153,57 @@ def train_run(cfg: TrainConfig, train_set: Any, test_set: Any,
         rec.test_err += [chance] * (cfg.epochs + 1 - len(rec.test_err))
     rec.seconds = time.perf_counter() - t0
     return rec
+
+
+class RunStore:
+    """Finished reproduction runs on disk, one JSON file per run, keyed by its settings.
+
+    ``root`` is ``<out-dir>/runs``; a run of experiment ``exp`` with key ``key`` (a JSON-able
+    dict of everything that determines it: the experiment's settings, activation, init, seed,
+    lr, ... plus :data:`STORE_VERSION`) lives in ``root/exp/<sha256 of the key>.json`` as
+    ``{"key": key, "record": record}``. :meth:`load` returns the record only if the stored key
+    is exactly ``key`` (a hash collision or a hand-edited file reads as absent); files are
+    written atomically, so an interrupted run leaves nothing half-written. ``root=None``
+    stores nothing (every run trains).
+    """
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = None if root is None else Path(root)
+
+    @staticmethod
+    def _canonical(key: dict[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({**key, "store_version": STORE_VERSION}, sort_keys=True))
+
+    def _path(self, exp: str, key: dict[str, Any]) -> Path:
+        assert self.root is not None
+        text = json.dumps(key, sort_keys=True)
+        return self.root / exp / f"{hashlib.sha256(text.encode()).hexdigest()[:24]}.json"
+
+    def load(self, exp: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored record of the run ``key`` of ``exp``, or None if it was not finished."""
+        if self.root is None:
+            return None
+        key = self._canonical(key)
+        path = self._path(exp, key)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("key") != key:
+            return None
+        return data.get("record")
+
+    def save(self, exp: str, key: dict[str, Any], record: dict[str, Any]) -> None:
+        """Store the finished run ``key`` of ``exp`` (atomically; replaces an older copy)."""
+        if self.root is None:
+            return
+        key = self._canonical(key)
+        path = self._path(exp, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"key": key, "record": record}))
+
+    def count(self, exp: str) -> int:
+        """How many runs of ``exp`` are stored."""
+        if self.root is None or not (self.root / exp).is_dir():
+            return 0
+        return sum(1 for _ in (self.root / exp).glob("*.json"))

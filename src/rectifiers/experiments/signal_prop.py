@@ -66,6 +66,7 @@ class SignalSettings:
     batch: int = 16
     size: int = 8
     seeds: int = 4
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1
 
 
 PRESETS: dict[str, SignalSettings] = {
@@ -156,7 +157,8 @@ def run(settings: SignalSettings, out_dir: str | Path, command: str, *,
     out = Path(out_dir)
     results: dict[str, list[dict]] = {}
     for cfg in CONFIGS:
-        results[cfg[0]] = [measure(cfg, settings, seed) for seed in range(settings.seeds)]
+        results[cfg[0]] = [measure(cfg, settings, seed) for seed in
+                           range(settings.first_seed, settings.first_seed + settings.seeds)]
     progress(f"  measured {len(CONFIGS)} inits x {settings.seeds} seeds on a "
              f"{settings.depth}-layer chain")
     tol = log_tolerance(settings)

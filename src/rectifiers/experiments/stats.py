@@ -9,6 +9,7 @@ by a paired t-test. scipy supplies the t distribution (install the ``experiments
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -115,3 +116,19 @@ def compare(a: Sequence[float], b: Sequence[float], paired: bool = False,
     half = _t_ppf(0.5 + confidence / 2, df) * se
     p = float(2 * stats.t.sf(abs(diff / se), df))
     return Comparison(diff, diff - half, diff + half, p, "welch t", df)
+
+
+def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n`` (e.g. the fraction
+    of seeds that converge). Unlike the normal approximation it stays inside [0, 1] and is
+    not degenerate at 0/n or n/n: 0 of 5 gives [0, 0.43]."""
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1, got {successes}/{n}")
+    z = statistics.NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
