@@ -9,8 +9,10 @@ from rectifiers.data import (
     ImageFolder,
     InMemoryDataset,
     build_loader,
+    holdout_split,
     open_dataset,
     subset_indices,
+    take_subset,
 )
 from rectifiers.errors import ConfigError, UserError
 
@@ -86,3 +88,62 @@ def test_loader_config_subset_uses_open_dataset():
                        in_chans=1)
     assert ld.num_samples == 16
     assert torch.equal(torch.cat([y for _, y in ld]), ref.labels)
+
+
+def _synthetic(n: int = 200) -> InMemoryDataset:
+    return open_dataset("synthetic", "train", num_samples=n, image_size=8, in_chans=1, seed=5)
+
+
+def test_holdout_split_is_a_seeded_partition_of_the_split():
+    data = _synthetic()
+    rest, val = holdout_split(data, 30, seed=0)
+    assert len(val) == 30 and len(rest) == 170
+    r, v = rest.indices.tolist(), val.indices.tolist()
+    assert set(r).isdisjoint(v) and sorted(r + v) == list(range(200))  # a partition
+    assert r == sorted(r)  # the rest keeps the split's order
+    assert torch.equal(val.images, data.images[val.indices])
+    assert torch.equal(rest.labels, data.labels[rest.indices])
+    assert val.split == "train/holdout" and rest.split == "train" and val.classes == data.classes
+    again_rest, again_val = holdout_split(_synthetic(), 30, seed=0)  # deterministic
+    assert torch.equal(again_val.indices, val.indices)
+    assert torch.equal(again_rest.indices, rest.indices)
+    _, other = holdout_split(data, 30, seed=1)
+    assert not torch.equal(other.indices, val.indices)
+    # its own stream: not the training subset of the same size and seed
+    assert not torch.equal(val.indices, subset_indices(200, 30, 0, "train"))
+    # of a subset: indices still refer to the full split
+    sub = open_dataset("synthetic", "train", subset=100, num_samples=200, image_size=8,
+                       in_chans=1, seed=5)
+    sub_rest, sub_val = holdout_split(sub, 10, seed=0)
+    assert set(sub_val.indices.tolist()) | set(sub_rest.indices.tolist()) == set(
+        sub.indices.tolist())
+    assert torch.equal(sub_val.images, data.images[sub_val.indices])
+
+
+def test_validation_set_is_the_same_for_every_run_seed_and_never_trained_on():
+    data = _synthetic()
+    rest, val = holdout_split(data, 40, seed=0)
+    held = set(val.indices.tolist())
+    draws = [take_subset(rest, 50, seed) for seed in range(4)]
+    for d in draws:
+        assert len(d) == 50 and held.isdisjoint(d.indices.tolist())
+        assert set(d.indices.tolist()) <= set(rest.indices.tolist())
+        # indices refer to the full split, so images match the original rows
+        assert torch.equal(d.images, data.images[d.indices])
+        assert torch.equal(d.labels, data.labels[d.indices])
+    assert len({tuple(d.indices.tolist()) for d in draws}) == 4  # the run seed picks the draw
+    again = take_subset(holdout_split(_synthetic(), 40, seed=0)[0], 50, 2)
+    assert torch.equal(again.indices, draws[2].indices)  # deterministic
+    assert take_subset(rest, None, 0) is rest and take_subset(rest, 10_000, 0) is rest
+
+
+@pytest.mark.parametrize("n", [0, -1, 200, 250, 2.5, True])
+def test_holdout_split_refuses_a_bad_size(n):
+    with pytest.raises(ConfigError, match="held-out validation split"):
+        holdout_split(_synthetic(), n)
+
+
+@pytest.mark.parametrize("n", [0, -3, 1.5])
+def test_take_subset_refuses_a_bad_size(n):
+    with pytest.raises(ConfigError, match="positive number of samples"):
+        take_subset(_synthetic(), n, 0)

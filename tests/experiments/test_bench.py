@@ -7,7 +7,9 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
+from rectifiers.errors import ConfigError
 from rectifiers.experiments import bench
 from rectifiers.experiments.bench import (
     CSV_FIELDS,
@@ -46,7 +48,8 @@ class FakeRunner:
         self.calls.append(spec.key)
         rng = np.random.default_rng([spec.seed, spec.depth, len(spec.act)])
         acc = 0.5 + 0.01 * spec.depth + 0.001 * spec.seed + (0.02 if spec.act == "prelu" else 0)
-        return RunOutcome(test_acc=acc, train_loss=1.0 - acc, epochs_done=spec.epochs,
+        return RunOutcome(test_acc=acc, test_acc_final=acc - 0.01, val_err=1.0 - acc,
+                          best_epoch=spec.epochs, train_loss=1.0 - acc, epochs_done=spec.epochs,
                           wall_s=0.01, diverged=False, dead_rate=0.1,
                           predictions=rng.integers(0, 10, size=50))
 
@@ -125,7 +128,8 @@ def test_half_written_last_line_is_ignored_and_cut_before_appending(tmp_path, fa
 def test_malformed_row_in_the_middle_is_skipped_with_warning(tmp_path):
     path = tmp_path / "runs.csv"
     good = {**dict(zip(bench.KEY_FIELDS, ("relu", "he", 2, 8, 0, 1, 64), strict=True)),
-            "test_acc": 0.5, "test_err": 0.5, "train_loss": float("nan"), "epochs_done": 1,
+            "test_acc": 0.5, "test_err": 0.5, "test_acc_final": 0.5, "val_err": 0.9,
+            "best_epoch": 0, "train_loss": float("nan"), "epochs_done": 1,
             "wall_s": 1.0, "diverged": True, "dead_rate": 0.2, "never_active": 0.0,
             "preds": "preds/x.npy",
             "device": "cpu", "finished": "t"}
@@ -176,7 +180,8 @@ def test_disagreement_on_hand_made_predictions():
 
 def _row(act, seed, acc, depth=2):
     return {"act": act, "init": "he", "depth": depth, "width": 8, "seed": seed, "epochs": 1,
-            "subset": 64, "test_acc": acc, "test_err": 1 - acc, "train_loss": 0.5,
+            "subset": 64, "test_acc": acc, "test_err": 1 - acc, "test_acc_final": acc,
+            "val_err": 1 - acc, "best_epoch": 1, "train_loss": 0.5,
             "epochs_done": 1, "wall_s": 2.0, "diverged": False, "dead_rate": 0.1,
             "never_active": 0.0, "preds": "", "device": "cpu", "finished": ""}
 
@@ -275,7 +280,7 @@ def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
     monkeypatch.setattr(bench.run, "run_cell", counting)
     grid = Grid(acts=("relu", "prelu"), inits=("he",), depths=(5,), widths=(4,), seeds=2,
                 epochs=1, subset=128)
-    settings = BenchSettings(batch_size=32, test_subset=100, device="cpu")
+    settings = BenchSettings(batch_size=32, test_subset=100, val_size=100, device="cpu")
     try:
         rows = run_grid(grid, settings, tmp_path, log=_quiet)
     except DatasetNotFoundError:
@@ -330,3 +335,105 @@ def test_bad_recipe_is_refused_before_anything_is_written(tmp_path, capsys, fake
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.count("\n") == 1
     assert not out.exists() and fake.calls == []
+
+
+def test_resume_with_another_val_size_is_refused(tmp_path, fake):
+    run_grid(_grid(), BenchSettings(val_size=100), tmp_path, max_runs=1, log=_quiet)
+    with pytest.raises(ConfigError, match="val_size: stored 100, now 200"):
+        run_grid(_grid(), BenchSettings(val_size=200), tmp_path, log=_quiet)
+    assert len(fake.calls) == 1
+
+
+def test_new_result_columns_round_trip_through_the_csv(tmp_path, fake):
+    rows = run_grid(_grid(seeds=1), BenchSettings(), tmp_path, log=_quiet)
+    back = read_rows(tmp_path / "runs.csv")
+    assert [r["test_acc_final"] for r in back] == [r["test_acc_final"] for r in rows]
+    assert all(r["best_epoch"] == 1 and isinstance(r["best_epoch"], int) for r in back)
+    assert all(r["val_err"] == 1.0 - r["test_acc"] for r in back)
+
+
+def _fashion_mnist_or_skip():
+    from rectifiers.data import DatasetNotFoundError, open_dataset
+
+    try:
+        open_dataset("fashion_mnist", "test", subset=1)
+    except DatasetNotFoundError:
+        pytest.skip("Fashion-MNIST not installed")
+
+
+def test_validation_split_is_the_same_for_every_run_and_disjoint_from_training():
+    _fashion_mnist_or_skip()
+    settings = BenchSettings(val_size=300)
+    spec = RunSpec("relu", "he", 5, 4, 0, 1, 500)
+    tr0, val0 = bench.run._datasets(spec, settings)
+    tr1, val1 = bench.run._datasets(RunSpec("gelu", "xavier", 8, 4, 1, 1, 500), settings)
+    assert len(val0) == 300 and len(tr0) == 500 == len(tr1)
+    assert torch.equal(val0.indices, val1.indices)  # another seed, act, init: the same images
+    assert torch.equal(val0.images, val1.images)
+    held = set(val0.indices.tolist())
+    assert held.isdisjoint(tr0.indices.tolist()) and held.isdisjoint(tr1.indices.tolist())
+    assert not torch.equal(tr0.indices, tr1.indices)  # the training draw follows the seed
+    full, _ = bench.run._datasets(RunSpec("relu", "he", 5, 4, 0, 1, 0), settings)
+    assert len(full) == 60000 - 300  # subset 0: every training example not held out
+
+
+def test_real_run_reports_the_test_numbers_of_the_best_validation_epoch(tmp_path, monkeypatch):
+    """A real 3-epoch run whose validation curve is replaced (for seed 0) by one whose minimum
+    is epoch 2: the reported accuracy and the stored predictions must be those of the weights
+    after epoch 2, test_acc_final those after epoch 3. Seed 1 keeps its real curve: best_epoch
+    is its argmin."""
+    pytest.importorskip("scipy")
+    _fashion_mnist_or_skip()
+    from rectifiers.data import build_loader
+
+    real_train = bench.run.train
+    seen: dict[int, dict] = {}
+    fake_curve = {1: 0.30, 2: 0.20, 3: 0.40}
+
+    def observing(cfg, *, on_epoch, **kw):
+        rec = seen.setdefault(cfg.seed, {"states": {}, "curve": {}})
+
+        def spy(row, model):
+            rec["states"][row["epoch"]] = {k: v.detach().clone()
+                                           for k, v in model.state_dict().items()}
+            rec["curve"][row["epoch"]] = row["val_top1_err"]
+            if cfg.seed == 0:
+                row = {**row, "val_top1_err": fake_curve[row["epoch"]]}
+            on_epoch(row, model)
+
+        result = real_train(cfg, on_epoch=spy, **kw)
+        rec["result"] = result
+        return result
+
+    monkeypatch.setattr(bench.run, "train", observing)
+    grid = Grid(acts=("prelu",), inits=("he",), depths=(5,), widths=(4,), seeds=2, epochs=3,
+                subset=192)
+    settings = BenchSettings(batch_size=32, test_subset=200, val_size=200, device="cpu")
+    rows = {r["seed"]: r for r in run_grid(grid, settings, tmp_path, log=_quiet)}
+    assert set(seen) == {0, 1}
+
+    test = bench.run._test_set(settings)
+    labels = test.labels.numpy()
+
+    def test_preds(seed: int, epoch: int) -> np.ndarray:
+        result = seen[seed]["result"]
+        model = result.model
+        model.load_state_dict(seen[seed]["states"][epoch])
+        loader = build_loader(test, 500, train=False, normalization=result.normalization)
+        return bench.run._predict(model, loader, torch.device("cpu"), settings)[0]
+
+    r0 = rows[0]
+    assert r0["best_epoch"] == 2 and r0["val_err"] == 0.20 and r0["epochs_done"] == 3
+    stored = np.load(tmp_path / r0["preds"], allow_pickle=False)
+    p2, p3 = test_preds(0, 2), test_preds(0, 3)
+    assert np.array_equal(stored, p2)
+    assert r0["test_acc"] == float((p2 == labels).mean())
+    assert r0["test_acc_final"] == float((p3 == labels).mean())
+    assert not np.array_equal(p2, p3)  # the two epochs are distinguishable at all
+
+    r1, curve = rows[1], seen[1]["curve"]
+    best = min(curve, key=lambda e: (curve[e], e))  # the first epoch on ties
+    assert r1["best_epoch"] == best and r1["val_err"] == curve[best]
+    stored = np.load(tmp_path / r1["preds"], allow_pickle=False)
+    assert r1["test_acc"] == float((stored == labels).mean())
+    assert r1["test_acc_final"] == float((test_preds(1, 3) == labels).mean())

@@ -20,8 +20,10 @@ from rectifiers.data.datasets import (
     InMemoryDataset,
     default_split,
     derive_seed,
+    holdout_split,
     open_dataset,
     subset_indices,
+    take_subset,
 )
 from rectifiers.data.fashion_mnist import (
     DEFAULT_FASHION_MNIST_DIR,
@@ -68,6 +70,8 @@ __all__ = [
     "open_dataset",
     "read_idx",
     "resize_shorter",
+    "holdout_split",
     "subset_indices",
+    "take_subset",
     "write_idx",
 ]

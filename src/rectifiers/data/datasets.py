@@ -39,8 +39,8 @@ from rectifiers.data.folder import ImageFolder
 from rectifiers.data.synthetic import SyntheticDataset
 from rectifiers.errors import ConfigError
 
-__all__ = ["DATASETS", "InMemoryDataset", "default_split", "derive_seed", "open_dataset",
-           "subset_indices"]
+__all__ = ["DATASETS", "InMemoryDataset", "default_split", "derive_seed", "holdout_split",
+           "open_dataset", "subset_indices", "take_subset"]
 
 DATASETS: tuple[str, ...] = ("fashion_mnist", "synthetic", "folder")
 _SUBSET = 0x5B5E7  # stream tag of the subset draw
@@ -164,3 +164,41 @@ def open_dataset(name: str, split: str, root: str | os.PathLike | None = None,
         return data.select(keep)
     return InMemoryDataset(data.images.index_select(0, keep), data.labels.index_select(0, keep),
                            data.classes, data.name, data.split, keep)
+
+
+def holdout_split(data: InMemoryDataset, n_val: int, seed: int = 0,
+                  ) -> tuple[InMemoryDataset, InMemoryDataset]:
+    """``(rest, held_out)``: ``n_val`` samples of ``data`` set aside for model selection.
+
+    The held-out samples are the subset rule's ``n_val`` samples of ``data`` under the split
+    name ``"<split>/holdout"`` (an independent stream), drawn with ``seed``; ``rest`` is every
+    other sample, in the split's order. A fixed ``seed`` gives every run the same validation
+    images, and no sample is in both parts. ``held_out.split`` is ``"<split>/holdout"``.
+    """
+    if isinstance(n_val, bool) or int(n_val) != n_val or not 1 <= n_val < len(data):
+        raise ConfigError(f"a held-out validation split needs 1 <= n < {len(data)} samples, "
+                          f"got {n_val!r}")
+    held = subset_indices(len(data), int(n_val), seed, f"{data.split}/holdout")
+    assert held is not None
+    mask = torch.ones(len(data), dtype=torch.bool)
+    mask[held] = False
+    rest = mask.nonzero().flatten()
+    base = data.indices
+
+    def take(idx: torch.Tensor, split: str) -> InMemoryDataset:
+        return InMemoryDataset(data.images.index_select(0, idx), data.labels.index_select(0, idx),
+                               data.classes, data.name, split,
+                               idx if base is None else base.index_select(0, idx))
+
+    return take(rest, data.split), take(held, f"{data.split}/holdout")
+
+
+def take_subset(data: InMemoryDataset, n: int | None, seed: int) -> InMemoryDataset:
+    """``data``'s subset of ``n`` samples by the subset rule (``None`` or ``n >= len``: all)."""
+    keep = subset_indices(len(data), n, seed, data.split)
+    if keep is None:
+        return data
+    base = data.indices
+    return InMemoryDataset(data.images.index_select(0, keep), data.labels.index_select(0, keep),
+                           data.classes, data.name, data.split,
+                           keep if base is None else base.index_select(0, keep))

@@ -52,6 +52,9 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int)
     p.add_argument("--subset", type=int, help="training examples used; 0 = all 60000")
     p.add_argument("--test-subset", type=int, help="test examples used; 0 = all 10000")
+    p.add_argument("--val-size", type=int,
+                   help="training examples held out (the same for every run) to select the "
+                        "epoch on (default 5000); the test set selects nothing")
     p.add_argument("--model", help="model name (default plain_small)")
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int)
@@ -91,7 +94,8 @@ def _resolve_device(device: str) -> str:
 def _from_args(args: argparse.Namespace) -> tuple[Grid, BenchSettings]:
     preset = dict(PRESETS[args.preset])
     pick = {k: getattr(args, k) for k in ("acts", "inits", "depths", "widths", "seeds",
-                                           "epochs", "subset", "test_subset", "batch_size",
+                                           "epochs", "subset", "test_subset", "val_size",
+                                           "batch_size",
                                            "model", "lr", "weight_decay", "sched", "augment",
                                            "amp", "channels_last")}
     preset.update({k: v for k, v in pick.items() if v is not None})
@@ -101,6 +105,9 @@ def _from_args(args: argparse.Namespace) -> tuple[Grid, BenchSettings]:
                              data_dir=args.data_dir, device=args.device)
     if settings.test_subset < 0 or settings.batch_size < 1 or not settings.lr > 0:
         raise ConfigError("need --test-subset >= 0, --batch-size >= 1 and --lr > 0")
+    if not 1 <= settings.val_size <= 30000:
+        raise ConfigError(f"--val-size must be 1..30000 training examples, got "
+                          f"{settings.val_size}")
     return grid, settings
 
 

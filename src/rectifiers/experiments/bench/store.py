@@ -45,13 +45,15 @@ COST_NAME = "cost.json"
 PREDS_DIR = "preds"
 
 RESULT_FIELDS: tuple[str, ...] = (
-    "test_acc", "test_err", "train_loss", "epochs_done", "wall_s", "diverged", "dead_rate",
-    "never_active", "preds", "device", "finished",
+    "test_acc", "test_err", "test_acc_final", "val_err", "best_epoch", "train_loss",
+    "epochs_done", "wall_s", "diverged", "dead_rate", "never_active", "preds", "device",
+    "finished",
 )
 CSV_FIELDS: tuple[str, ...] = KEY_FIELDS + RESULT_FIELDS
 
-_INT_FIELDS = {"depth", "width", "seed", "epochs", "subset", "epochs_done"}
-_FLOAT_FIELDS = {"test_acc", "test_err", "train_loss", "wall_s", "dead_rate", "never_active"}
+_INT_FIELDS = {"depth", "width", "seed", "epochs", "subset", "epochs_done", "best_epoch"}
+_FLOAT_FIELDS = {"test_acc", "test_err", "test_acc_final", "val_err", "train_loss", "wall_s",
+                 "dead_rate", "never_active"}
 
 
 def _parse_row(values: list[str], line_no: int, path: Path) -> dict[str, Any]:
