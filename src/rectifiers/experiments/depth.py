@@ -355,6 +355,7 @@ def run(settings: DepthSettings, out_dir: str | Path, command: str, *,
         result=result, tables=tables, plots=plots,
         verdict=verdict, verdict_note=note, command=command, data=data_out,
         seconds=time.perf_counter() - t0,
+        train_seconds=sum(r["seconds"] for recs in runs.values() for r in recs),
     )
 
 

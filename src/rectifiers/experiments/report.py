@@ -70,7 +70,10 @@ class Section:
     plots: list[str] = field(default_factory=list)
     setup: str = ""
     data: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
+    seconds: float = 0.0  # this invocation's time
+    # Training time of the section's runs, including runs read back from the run store
+    # (trained by an earlier invocation); None: the section trains nothing it stores.
+    train_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -185,11 +188,18 @@ def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, tit
         f"{env['torch']}, Python {env['python']}. Every number below was measured in that run; "
         "spreads are over seeds (mean ± sample std, 95 % Student-t intervals)."
     )
+    trained = sum(s.train_seconds or 0.0 for s in sections)
+    if trained > wall_seconds + 60:
+        md[-1] += (f" Runs finished by earlier invocations were read back from the run store "
+                   f"(`runs/` next to the report) instead of trained again: the training time "
+                   f"of all runs is {trained / 60:.0f} min (one process each), the time "
+                   "column below counts it.")
     md += ["", "## Summary", ""]
     titles = numbered_titles(sections)
     md.append(markdown_table(
         ["experiment", "verdict", "why", "time"],
-        [[f"[{t}](#{_anchor(t)})", f"**{s.verdict}**", s.verdict_note, f"{s.seconds:.0f} s"]
+        [[f"[{t}](#{_anchor(t)})", f"**{s.verdict}**", s.verdict_note,
+          _duration(s.seconds if s.train_seconds is None else max(s.seconds, s.train_seconds))]
          for t, s in zip(titles, sections, strict=True)],
     ))
     for t, s in zip(titles, sections, strict=True):
@@ -213,6 +223,10 @@ def write_report(sections: Sequence[Section], out_dir: str | os.PathLike, *, tit
     }
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=_json_default))
     return path
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 600 else f"{seconds / 60:.0f} min"
 
 
 def _json_default(o: Any) -> Any:

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", dest="mode", action="store_const", const="quick",
                       help="small subsets, few epochs and seeds: <= 10 min on 2 cores (default)")
     size.add_argument("--full", dest="mode", action="store_const", const="full",
-                      help="full data, more epochs and seeds: an evening on 2 cores")
+                      help="longer training, more seeds, lr sweeps: ~2 h of 2 cores, resumable "
+                           "(finished runs are stored in OUT/runs/ and never recomputed)")
     size.add_argument("--smoke", dest="mode", action="store_const", const="smoke",
                       help="tiny sizes that only check the pipeline (numbers are meaningless)")
     p.set_defaults(mode="quick")
