@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import warnings
 
@@ -195,22 +197,24 @@ def test_statistics_match_a_hand_computed_example():
     cells = {(c.act, c.depth): c for c in summarize_rows(rows, baseline="prelu")}
 
     p = cells[("prelu", 2)]
-    assert p.n == 3 and math.isclose(p.acc_mean, 0.82) and math.isclose(p.acc_std, 0.02)
+    assert p.n == 3 and math.isclose(p.err_mean, 0.18) and math.isclose(p.err_std, 0.02)
     half = T975_DF2 * 0.02 / math.sqrt(3)  # = 0.049683
-    assert math.isclose(p.acc_ci_low, 0.82 - half) and math.isclose(p.acc_ci_high, 0.82 + half)
-    assert p.vs_baseline == "" and math.isnan(p.p_value)
+    assert math.isclose(p.err_ci_low, 0.18 - half) and math.isclose(p.err_ci_high, 0.18 + half)
+    assert p.vs_baseline == "" and math.isnan(p.p_value) and math.isnan(p.p_holm)
 
     r = cells[("relu", 2)]
     assert r.vs_baseline == "prelu"
-    assert math.isclose(r.diff, -0.02, abs_tol=1e-12)
+    # in test error: relu - prelu = +0.02 (relu is worse)
+    assert math.isclose(r.d_err, 0.02, abs_tol=1e-12) and r.n_paired == 3
     se = 0.01 / math.sqrt(3)  # std of the differences is exactly 0.01
-    assert math.isclose(r.diff_ci_low, -0.02 - T975_DF2 * se, rel_tol=1e-9)
-    assert math.isclose(r.diff_ci_high, -0.02 + T975_DF2 * se, rel_tol=1e-9)
+    assert math.isclose(r.d_err_ci_low, 0.02 - T975_DF2 * se, rel_tol=1e-9)
+    assert math.isclose(r.d_err_ci_high, 0.02 + T975_DF2 * se, rel_tol=1e-9)
     t = 0.02 / se  # two-sided p for df = 2: 1 - |t| / sqrt(t^2 + 2)
     assert math.isclose(r.p_value, 1 - t / math.sqrt(t * t + 2), rel_tol=1e-6)  # ~0.0742
+    assert r.p_holm == r.p_value  # the only comparison: a family of one
 
     lone = cells[("relu", 4)]
-    assert lone.n == 1 and math.isnan(lone.acc_std) and lone.vs_baseline == ""
+    assert lone.n == 1 and math.isnan(lone.err_std) and lone.vs_baseline == ""
 
 
 def test_baseline_comparison_pairs_only_common_seeds():
@@ -218,7 +222,7 @@ def test_baseline_comparison_pairs_only_common_seeds():
     rows += [_row("relu", s, 0.79 + 0.01 * s + 0.001 * (s == 3)) for s in (1, 2, 3)]
     relu = next(c for c in summarize_rows(rows) if c.act == "relu")
     # seeds 1 and 2 are common; relu - prelu = -0.01 on both: zero spread, certain difference
-    assert math.isclose(relu.diff, -0.01) and relu.p_value == 0.0
+    assert math.isclose(relu.d_err, 0.01) and relu.p_value == 0.0 and relu.n_paired == 2
     assert relu.n == 3
 
 
@@ -231,13 +235,16 @@ def test_cli_end_to_end_with_fake_runner(tmp_path, fake, capsys):
     assert bench.main(argv) == 0
     assert len(fake.calls) == n  # the same command again resumes and has nothing to do
     for name in ("runs.csv", "bench.json", "summary.csv", "summary.md",
-                 "acc_vs_depth_by_act.png", "acc_vs_depth_by_init.png"):
+                 "err_vs_depth_he.png", "err_vs_depth_by_init.png", "converged_vs_depth.png"):
         assert (out / name).stat().st_size > 0, name
     md = (out / "summary.md").read_text()
-    assert "| relu | he | 5 | 4 | 3 |" in md and "Δ vs prelu" in md
+    assert "| relu | he | 5 | 4 | 3 |" in md and "Δ err vs prelu" in md and "p Holm" in md
     assert bench.main(["summarize", str(out), "--no-plots"]) == 0
+    cells = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert len(cells) == 4 and all(0 < float(c["disagreement"]) < 1 for c in cells)
     header = (out / "summary.csv").read_text().splitlines()[0].split(",")
-    assert {"acc_mean", "acc_ci_low", "p_value", "disagreement", "dead_rate"} <= set(header)
+    assert {"err_mean", "err_ci_low", "err_final_mean", "best_epoch", "p_value", "p_holm",
+            "not_converged", "not_conv_ci_high", "disagreement", "dead_rate"} <= set(header)
 
 
 def test_cli_bad_input_is_a_clear_error(tmp_path, fake, capsys):
@@ -262,7 +269,8 @@ def test_diverged_runs_are_left_out_of_disagreement(tmp_path):
     preds = {0: a, 1: b, 2: c}
     (cell,) = summarize_rows(rows, preds_loader=lambda r: preds[r["seed"]])
     assert cell.disagreement == 0.25 and cell.diverged == 1
-    assert math.isclose(cell.acc_mean, (0.8 + 0.7 + 0.1) / 3)  # counted, at chance level
+    assert math.isclose(cell.err_mean, (0.2 + 0.3 + 0.9) / 3)  # counted, at chance level
+    assert cell.not_converged == 1
 
 
 def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
@@ -299,7 +307,11 @@ def test_real_tiny_grid_trains_resumes_and_measures(tmp_path, monkeypatch):
     cells = bench.summarize_dir(tmp_path, plots=False, log=_quiet)
     assert {c.act for c in cells} == {"relu", "prelu"}
     relu = next(c for c in cells if c.act == "relu")
-    assert relu.vs_baseline == "prelu" and 0.0 <= relu.disagreement <= 1.0
+    assert relu.vs_baseline == "prelu" and relu.n_paired == 2
+    # one epoch on 128 images may stay near chance: disagreement only among converged runs
+    ok = [r for r in rows if r["act"] == "relu" and r["test_acc"] > 0.2]
+    assert relu.n_disagree == len(ok)
+    assert (0.0 <= relu.disagreement <= 1.0) if len(ok) == 2 else math.isnan(relu.disagreement)
 
 
 def test_missing_dataset_is_a_clear_error_not_a_trace(tmp_path, capsys):

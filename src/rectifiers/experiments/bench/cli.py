@@ -83,7 +83,15 @@ def _summarize_parser() -> argparse.ArgumentParser:
     p.add_argument("--cost", action="store_true",
                    help="measure the per-activation costs if cost.json lacks some")
     p.add_argument("--device", default="cpu", help="device for the cost measurement")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true",
+                   help="no plots in DIR (a --page still gets its own)")
+    p.add_argument("--page", default=None, metavar="PAGE.md",
+                   help="also write the results page (e.g. docs/bench-results.md) with, in the "
+                        "folder PAGE/ next to it, a copy of runs.csv, cells.csv and the plots; "
+                        "the hand-written block between <!-- summary --> and <!-- /summary --> "
+                        "of an existing page is kept")
+    p.add_argument("--plots-dir", default=None,
+                   help="where the page's plots go (default: the folder PAGE/ next to it)")
     return p
 
 
@@ -131,8 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if argv and argv[0] == "summarize":
             a = _summarize_parser().parse_args(argv[1:])
+            if a.plots_dir is not None and a.page is None:
+                raise ConfigError("--plots-dir is where the page's plots go; give --page too")
             summarize_dir(a.dir, a.baseline, plots=not a.no_plots, cost=a.cost,
-                          cost_device=_resolve_device(a.device))
+                          cost_device=_resolve_device(a.device), page=a.page,
+                          plots_dir=a.plots_dir)
             return 0
         args = _run_parser().parse_args(argv)
         grid, settings = _from_args(args)

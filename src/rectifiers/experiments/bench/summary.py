@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
@@ -15,6 +14,7 @@ from typing import Any
 from rectifiers.analysis.cost import measure_activation_costs, measure_model_costs
 from rectifiers.errors import UserError
 from rectifiers.experiments.bench.grid import BenchSettings
+from rectifiers.experiments.bench.page import write_page
 from rectifiers.experiments.bench.plots import plot_cells
 from rectifiers.experiments.bench.statistics import CellSummary, summarize_rows
 from rectifiers.experiments.bench.store import (
@@ -25,61 +25,38 @@ from rectifiers.experiments.bench.store import (
     read_rows,
     read_settings,
 )
+from rectifiers.experiments.bench.tables import cell_table, cell_table_legend, cost_table
 from rectifiers.files import atomic_write_text
 from rectifiers.models import create_model
 from rectifiers.train import TrainConfig
 
-__all__ = ["measure_bench_costs", "summarize_dir"]
-
-
-def _fmt(x: float, spec: str = ".4f") -> str:
-    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+__all__ = ["load_costs", "measure_bench_costs", "summarize_dir", "summary_csv_text"]
 
 
 def _markdown(cells: list[CellSummary], costs: dict[str, Any] | None, baseline: str,
               out_dir: Path) -> str:
-    lines = [
-        "# rectifiers bench summary", "",
-        f"Directory `{out_dir}`. Test accuracy over seeds: mean ± std, 95 % Student-t interval "
-        f"of the mean. Δ: paired difference to `{baseline}` (channel-wise PReLU) at the same "
-        "init/depth/width, with its 95 % interval and the paired t-test p-value. Disagreement: "
-        "fraction of test examples whose top-1 differs between two seeds, mean over seed pairs. "
-        "Dead: fraction of zero activation outputs on the test set at the end of training.", "",
-        "| act | init | depth | width | n | acc mean ± std | 95 % CI | Δ vs " + baseline +
-        " [95 % CI] | p | disagree | dead | div | s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in cells:
-        delta = "–" if not c.vs_baseline else (
-            f"{c.diff:+.4f} [{c.diff_ci_low:+.4f}, {c.diff_ci_high:+.4f}]")
-        lines.append(
-            f"| {c.act} | {c.init} | {c.depth} | {c.width} | {c.n} | {c.acc_mean:.4f} ± "
-            f"{_fmt(c.acc_std)} | [{_fmt(c.acc_ci_low)}, {_fmt(c.acc_ci_high)}] | {delta} | "
-            f"{_fmt(c.p_value, '.3g')} | {_fmt(c.disagreement)} | {_fmt(c.dead_rate, '.3f')} | "
-            f"{c.diverged} | {c.wall_s:.1f} |")
-    if costs and costs.get("model"):
-        meta = costs.get("meta", {})
-        lines += [
-            "", "## Cost per activation (relative to ReLU)", "",
-            f"Model level: one SGD step of `{meta.get('model', '?')}` (depth {meta.get('depth')}, "
-            f"width {meta.get('width')}, batch {meta.get('batch')}) on {meta.get('device')}; "
-            "saved = bytes of unique non-parameter storages autograd keeps for backward. "
-            "Activation level: the activation alone, fwd+bwd on one feature map "
-            f"{meta.get('act_shape')}. Medians of interleaved repeats.", "",
-            "| act | step time (rel) | saved bytes (rel) | act fwd+bwd (rel) | act saved (rel) |",
-            "|---|---|---|---|---|",
-        ]
-        act_level = {c["name"]: c for c in costs.get("activation", [])}
-        for c in costs["model"]:
-            a = act_level.get(c["name"], {})
-            lines.append(
-                f"| {c['name']} | {c['time_rel']:.2f} | {c['bytes_rel']:.2f} | "
-                f"{_fmt(a.get('time_rel', float('nan')), '.2f')} | "
-                f"{_fmt(a.get('bytes_rel', float('nan')), '.2f')} |")
+    lines = ["# rectifiers bench summary", "", f"Directory `{out_dir}`. "
+             + cell_table_legend(baseline, cells), "", *cell_table(cells, baseline)]
+    cost = cost_table(costs)
+    if cost:
+        lines += ["", "## Cost per activation (relative to ReLU)", "", *cost]
     return "\n".join(lines) + "\n"
 
 
-def _write_summary_csv(path: Path, cells: list[CellSummary]) -> None:
+def load_costs(out_dir: Path) -> dict[str, Any] | None:
+    """``cost.json`` of a bench directory (None if absent)."""
+    path = out_dir / COST_NAME
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not readable ({exc}); delete it and rerun with --cost") \
+            from exc
+
+
+def summary_csv_text(cells: list[CellSummary]) -> str:
+    """``summary.csv``: one row per cell, every field of :class:`CellSummary`."""
     names = [f.name for f in fields(CellSummary)]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -88,7 +65,7 @@ def _write_summary_csv(path: Path, cells: list[CellSummary]) -> None:
         d = asdict(c)
         d["seeds"] = " ".join(map(str, d["seeds"]))
         w.writerow([d[n] for n in names])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def measure_bench_costs(acts: Sequence[str], settings: BenchSettings, depth: int, width: int,
@@ -123,21 +100,22 @@ def measure_bench_costs(acts: Sequence[str], settings: BenchSettings, depth: int
 
 def summarize_dir(out_dir: str | os.PathLike, baseline: str = "prelu", plots: bool = True,
                   cost: bool = False, cost_device: str = "cpu", cost_repeats: int = 10,
-                  log: Callable[[str], None] = print) -> list[CellSummary]:
+                  log: Callable[[str], None] = print, page: str | os.PathLike | None = None,
+                  plots_dir: str | os.PathLike | None = None) -> list[CellSummary]:
     """Summarise the runs in ``out_dir`` and write summary.csv, summary.md and the plots.
 
     ``cost=True`` measures the per-activation costs (cached in cost.json; re-measured when
-    activations are missing from it)."""
+    activations are missing from it). ``page``: also write the results page there
+    (:func:`.page.write_page`; its plots go to ``plots_dir``, default the folder next to
+    the page named like it)."""
     out = Path(out_dir)
     rows = read_rows(out / CSV_NAME)
     if not rows:
         raise UserError(f"{out / CSV_NAME} has no finished runs; run `rectifiers bench "
                         f"--out-dir {out} ...` first")
     cells = summarize_rows(rows, baseline, preds_loader=lambda r: load_preds(out, r["preds"]))
-    costs = None
+    costs = load_costs(out)
     cost_path = out / COST_NAME
-    if cost_path.exists():
-        costs = json.loads(cost_path.read_text())
     acts = list(dict.fromkeys(c.act for c in cells))
     have = {c["name"] for c in (costs or {}).get("model", [])}
     if cost and not set(acts) <= have:
@@ -154,11 +132,16 @@ def summarize_dir(out_dir: str | os.PathLike, baseline: str = "prelu", plots: bo
         costs = measure_bench_costs(acts, settings, depth, width, repeats=cost_repeats,
                                     device=cost_device)
         atomic_write_text(cost_path, json.dumps(costs, indent=2) + "\n")
-    _write_summary_csv(out / "summary.csv", cells)
+    cells_csv = summary_csv_text(cells)
+    atomic_write_text(out / "summary.csv", cells_csv)
     md = _markdown(cells, costs, baseline, out)
     atomic_write_text(out / "summary.md", md)
     if plots:
         for p in plot_cells(cells, out):
             log(f"[bench] wrote {p}")
     log(md)
+    if page is not None:
+        for p in write_page(page, out, rows, cells, read_settings(out), costs, baseline,
+                            plots_dir=plots_dir, cells_csv=cells_csv):
+            log(f"[bench] wrote {p}")
     return cells
