@@ -449,3 +449,11 @@ def test_real_run_reports_the_test_numbers_of_the_best_validation_epoch(tmp_path
     stored = np.load(tmp_path / r1["preds"], allow_pickle=False)
     assert r1["test_acc"] == float((stored == labels).mean())
     assert r1["test_acc_final"] == float((test_preds(1, 3) == labels).mean())
+
+
+def test_eta_scales_unseen_depths_instead_of_reusing_the_shallow_runs_time():
+    left = [RunSpec("relu", "he", 8, 4, 1, 1, 64), RunSpec("relu", "he", 20, 4, 0, 1, 64)]
+    walls = [(8, 4.0), (8, 6.0)]  # median 5 s at depth 8, 0.625 s per layer
+    assert bench.run._eta(walls, left) == pytest.approx(5.0 + 0.625 * 20)
+    assert bench.run._eta([*walls, (20, 30.0)], left) == pytest.approx(5.0 + 30.0)
+    assert bench.run._eta(walls, []) == 0

@@ -36,12 +36,16 @@ def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="rectifiers bench",
         description="Train the activation x init x depth (x width) grid on Fashion-MNIST, "
-                    "several seeds per cell, resumably; then summarise. "
-                    "`rectifiers bench summarize DIR` re-summarises a directory.",
+                    "several seeds per cell, resumably; then summarise. Each run selects its "
+                    "epoch on --val-size held-out training examples and reports the test "
+                    "error of that epoch. `rectifiers bench summarize DIR [--page PAGE.md]` "
+                    "re-summarises a directory (and writes the results page).",
         epilog="Example: rectifiers bench --acts relu,prelu,gelu --inits he,xavier "
                "--depths 6,14 --widths 16 --seeds 3 --epochs 3 --subset 10000 --out-dir runs/bench")
     p.add_argument("--preset", choices=sorted(PRESETS), default="default",
-                   help="grid and recipe to start from; the flags below override it")
+                   help="grid and recipe to start from; the flags below override it. quick: "
+                        "8 toy runs (seconds); default: 132 runs; published: the grid of "
+                        "docs/bench-results.md, 324 runs, ~1.5-2 h of one CPU core")
     p.add_argument("--out-dir", "--out", dest="out", default="runs/bench",
                    help="output directory (resumed if it exists); --out is an alias")
     p.add_argument("--acts", type=_csv_list(str), help="comma-separated activation names")
@@ -50,8 +54,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--widths", type=_csv_list(int), help="comma-separated widths")
     p.add_argument("--seeds", type=int, help="number of seeds per cell (0..N-1)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--subset", type=int, help="training examples used; 0 = all 60000")
-    p.add_argument("--test-subset", type=int, help="test examples used; 0 = all 10000")
+    p.add_argument("--subset", type=int,
+                   help="training examples per run, drawn with the run's seed from the "
+                        "training split minus the held-out ones; 0 = all of those")
+    p.add_argument("--test-subset", type=int,
+                   help="test examples (the same for every run); 0 = all 10000")
     p.add_argument("--val-size", type=int,
                    help="training examples held out (the same for every run) to select the "
                         "epoch on (default 5000); the test set selects nothing")
@@ -65,21 +72,27 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
-    p.add_argument("--baseline", default="prelu", help="activation compared against")
+    p.add_argument("--baseline", default="prelu",
+                   help="activation every other one is compared with (paired by seed)")
     p.add_argument("--max-runs", type=int, default=None,
                    help="stop after this many new runs (resume later with the same command)")
     p.add_argument("--dry-run", action="store_true", help="print the grid and exit")
     p.add_argument("--no-cost", action="store_true",
                    help="skip the step-time / saved-bytes measurement in the summary")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
     return p
 
 
 def _summarize_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rectifiers bench summarize",
-                                description="Summarise a bench directory (no training).")
-    p.add_argument("dir")
-    p.add_argument("--baseline", default="prelu")
+    p = argparse.ArgumentParser(
+        prog="rectifiers bench summarize",
+        description="Summarise a bench directory (no training): summary.csv, summary.md and "
+                    "the plots in DIR; with --page also the results page.",
+        epilog="Example: rectifiers bench summarize runs/bench-published --cost "
+               "--page docs/bench-results.md")
+    p.add_argument("dir", help="the bench directory (--out-dir of `rectifiers bench`)")
+    p.add_argument("--baseline", default="prelu",
+                   help="activation every other one is compared with (paired by seed)")
     p.add_argument("--cost", action="store_true",
                    help="measure the per-activation costs if cost.json lacks some")
     p.add_argument("--device", default="cpu", help="device for the cost measurement")
@@ -155,7 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(specs)} runs ({len(specs) - len([s for s in specs if s.key in done])}"
                   f" to do) = {len(grid.acts)} acts x {len(grid.inits)} inits x "
                   f"{len(grid.depths)} depths x {len(grid.widths)} widths x {grid.seeds} seeds; "
-                  f"{grid.epochs} epochs on {grid.subset or 60000} examples; recipe "
+                  f"{grid.epochs} epochs on {grid.subset or 'all'} training examples "
+                  f"({settings.val_size} held out to select the epoch); recipe "
                   f"{settings.recipe()}")
             return 0
         run_grid(grid, settings, args.out, max_runs=args.max_runs)

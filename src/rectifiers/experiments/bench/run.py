@@ -167,6 +167,18 @@ def _datasets(spec: RunSpec, settings: BenchSettings) -> tuple[Any, Any]:
     return take_subset(pool, spec.subset or None, spec.seed), val
 
 
+def _eta(walls: list[tuple[int, float]], left: list[RunSpec]) -> float:
+    """Seconds the runs ``left`` will take: each at the median wall time of the finished runs
+    of its depth; a depth not run yet at the median time per layer times its depth (runs go
+    seed-major, depth by depth, so the first runs alone would underestimate a deep grid)."""
+    by_depth: dict[int, list[float]] = {}
+    for depth, wall in walls:
+        by_depth.setdefault(depth, []).append(wall)
+    per_layer = statistics.median(wall / max(depth, 1) for depth, wall in walls)
+    return sum(statistics.median(by_depth[s.depth]) if s.depth in by_depth
+               else per_layer * s.depth for s in left)
+
+
 def _final_train_loss(result: Any) -> float:
     history = getattr(result, "history", None) or []
     return float(history[-1]["train_loss"]) if history else float("nan")
@@ -222,7 +234,7 @@ def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
         f"{len(todo)} to run -> {out}")
     if max_runs is not None:
         todo = todo[:max_runs]
-    walls: list[float] = []
+    walls: list[tuple[int, float]] = []
     # Xavier-initialised deep nets carry signals near 1e-38; denormal arithmetic is ~100x
     # slower on x86 and changes no reported number (values below 1.2e-38 become 0).
     flush = torch.set_flush_denormal(True)
@@ -235,7 +247,8 @@ def run_grid(grid: Grid, settings: BenchSettings, out_dir: str | os.PathLike,
 
 
 def _run_todo(todo: list[RunSpec], settings: BenchSettings, out: Path, csv_path: Path,
-              rows: list[dict[str, Any]], walls: list[float], log: Callable[[str], None],
+              rows: list[dict[str, Any]], walls: list[tuple[int, float]],
+              log: Callable[[str], None],
               ) -> None:
     for k, spec in enumerate(todo, 1):
         outcome = run_cell(spec, settings)  # module attribute: tests count calls through it
@@ -251,8 +264,8 @@ def _run_todo(todo: list[RunSpec], settings: BenchSettings, out: Path, csv_path:
                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
         append_row(csv_path, row)
         rows.append(row)
-        walls.append(outcome.wall_s)
-        eta = statistics.median(walls) * (len(todo) - k)
+        walls.append((spec.depth, outcome.wall_s))
+        eta = _eta(walls, todo[k:])
         log(f"[bench] {k}/{len(todo)} {spec.tag}: acc {outcome.test_acc:.4f} (epoch "
             f"{outcome.best_epoch}, last {outcome.test_acc_final:.4f}) "
             f"loss {outcome.train_loss:.4f}{' DIVERGED' if outcome.diverged else ''} "
