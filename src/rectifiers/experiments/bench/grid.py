@@ -111,7 +111,7 @@ class BenchSettings:
 # documented overnight grid (132 runs; the time estimate and how it was made: docs/bench.md).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(acts=("relu", "prelu"), inits=("he",), depths=(5, 6), widths=(4,), seeds=2,
-                  epochs=1, subset=256, test_subset=256, batch_size=64),
+                  epochs=1, subset=256, test_subset=256, val_size=512, batch_size=64),
     "default": dict(
         acts=("relu", "leaky_relu", "prelu", "prelu_shared", "elu", "selu", "gelu", "silu",
               "mish", "smelu", "helu"),

@@ -262,12 +262,13 @@ def write_page(page: str | os.PathLike, out_dir: str | os.PathLike,
         "when the page is regenerated. -->", "", summary, "",
         "## What was run", "",
         f"{len(rows)} runs{'' if len(rows) == n_expected else f' (of {n_expected})'}: "
-        f"{len(acts)} activations ({', '.join(acts)}) x {len(inits)} inits "
-        f"({', '.join(inits)}) x depths {', '.join(map(str, depths))} x width "
+        f"{_plural(len(acts), 'activation')} ({', '.join(acts)}) x "
+        f"{_plural(len(inits), 'init')} ({', '.join(inits)}) x depths "
+        f"{', '.join(map(str, depths))} x width "
         f"{', '.join(map(str, widths))} x {_plural(n_seeds, 'seed')}, on Fashion-MNIST. "
         f"Every run trains `{recipe.get('model', 'plain_small')}` (3x3 convs, SPP, three fc "
         "layers; no batch norm, no skip connection; depth counts weight layers) for "
-        f"{', '.join(map(str, grid['epochs']))} epochs on "
+        f"{', '.join(map(str, grid['epochs']))} epoch{'' if grid['epochs'] == [1] else 's'} on "
         f"{', '.join(str(s or 'all') for s in grid['subset'])} training images drawn with the "
         f"run's seed from the training split minus {recipe.get('val_size', '?')} images held "
         "out (data seed 0, the same for every run). After every epoch the run is validated on "
