@@ -147,7 +147,8 @@ def test_depth_experiment_writes_curves_and_gradient_plot(tmp_path):
     # Resumable: a second run reads every stored run back (nothing is trained: the train
     # function is replaced by one that fails) and gives the same numbers.
     stored = RunStore(tmp_path / "runs").count("depth")
-    assert stored == len(st.depths) * 2 * len(st.lrs) * st.seeds + 2 * st.long_seeds
+    sweep = min(st.seeds, st.sweep_seeds)
+    assert stored == len(st.depths) * 2 * (st.seeds + (len(st.lrs) - 1) * sweep) + 2 * st.long_seeds
     import rectifiers.experiments.depth as depth_mod
 
     def no_training(*a, **k):

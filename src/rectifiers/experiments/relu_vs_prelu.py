@@ -469,7 +469,7 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
                 f"{moving['prelu']} channel-wise layers still drift), so neither claim can be "
                 "judged from them" + (": not testable in quick mode, see the full report "
                                       "(`docs/reproduction-full.md`)"
-                                      if settings == PRESETS["quick"] else ""))
+                                      if _is_quick(settings) else ""))
     else:
         verdict = ("reproduced" if c1 and trend else
                    "partly reproduced" if c1 or trend else "not reproduced")
@@ -495,6 +495,13 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         result=result, tables=[table], plots=["slopes_trace.png", "slopes.png"],
         verdict=verdict, verdict_note=note, command=command, data=data, seconds=seconds,
     )
+
+
+def _is_quick(settings: RunSettings) -> bool:
+    """Whether ``settings`` is the quick preset, whatever its seeds and data source."""
+    same = ("seeds", "first_seed", "data_source")
+    return dataclasses.replace(settings, **{k: getattr(PRESETS["quick"], k) for k in same}) \
+        == PRESETS["quick"]
 
 
 def _plot_slope_traces(runs: dict[str, list[Run]], settings: RunSettings, layers: list[str],
