@@ -134,3 +134,19 @@ def test_zz_debug_does_not_leak_out_of_the_tests_above():
     import os
 
     assert os.environ.get("RECTIFIERS_DEBUG", "") in ("", "0")
+
+
+def test_help_into_a_closed_pipe_stops_quietly():
+    # `rectifiers bench --help | head -1`: the reader closes the pipe early; the command must
+    # not print a BrokenPipeError traceback (exit 141 = 128 + SIGPIPE, as a shell reports).
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # nobody reads: the first write fails with EPIPE
+    proc = subprocess.run([sys.executable, "-m", "rectifiers", "bench", "--help"], stdout=w,
+                          stderr=subprocess.PIPE, text=True, timeout=120)
+    os.close(w)
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    assert proc.returncode == 141
