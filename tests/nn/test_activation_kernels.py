@@ -372,3 +372,42 @@ def test_ops_have_fake_implementations_for_tracing():
         gi, gw = torch.ops.rectifiers_act.backward(x, x, 6, 0, [], w, 3, 1, None, True)
     assert gi.shape == x.shape and gi.stride() == x.stride() and gw.shape == (3,)
     assert gw.dtype == torch.float64
+
+
+TRANSFORMABLE = [n for n in ZOO if n not in ("helu", "rrelu")]
+
+
+@pytest.mark.parametrize("name", TRANSFORMABLE)
+def test_torch_func_jvp_vmap_and_grad_equal_autograd(name):
+    # torch.func transforms run the activation's ATen formula (the kernel stays outside them):
+    # jvp = f'(x) t as autograd computes it, vmap = the activation applied to each sample,
+    # grad of the parameters through functional_call = autograd's parameter gradient.
+    from torch.func import functional_call, grad, jvp, vmap
+
+    torch.manual_seed(0)
+    f = make_activation(name, inplace=False).double()
+    x = 3 * torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    t = torch.randn_like(x)
+    y, ty = jvp(f, (x,), (t,))
+    xr = x.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(f(xr), xr, t)  # elementwise: f'(x) t both ways
+    torch.testing.assert_close(y, f(x), rtol=0, atol=1e-12)
+    torch.testing.assert_close(ty, gx, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(vmap(f)(x), f(x), rtol=0, atol=1e-12)
+    params = {k: v.detach() for k, v in f.named_parameters()}
+    if params:
+        g = grad(lambda p: functional_call(f, p, (x,)).square().sum())(params)
+        f.zero_grad()
+        f(x).square().sum().backward()
+        for k, v in f.named_parameters():
+            torch.testing.assert_close(g[k], v.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["helu", "rrelu"])
+def test_torch_func_refuses_activations_whose_gradient_is_not_their_formulas(name):
+    from torch.func import jvp
+
+    f = make_activation(name, inplace=False).train()
+    x = torch.randn(2, 3, 4, 4)
+    with pytest.raises(NotImplementedError, match="torch.func"):
+        jvp(f, (x,), (torch.ones_like(x),))

@@ -366,6 +366,15 @@ def activation(
         _check_inplace_allowed(x)
     spec = _SPECS[name]
     graph = _graph_mode()
+    if torch._C._are_functorch_transforms_active():
+        # torch.func (vmap, grad, jvp, jacrev, ...): the transforms differentiate and batch
+        # the plain ATen formulas exactly; the kernel and the Function stay outside them
+        if name in ("helu", "rrelu"):
+            raise NotImplementedError(
+                f"activation '{name}' does not support torch.func transforms (its gradient is "
+                "not the derivative of its ATen formula); use torch.autograd instead")
+        y = spec.f(x, p, _w_view(w, x))
+        return x.copy_(y) if inplace else y
     if graph and name not in ("helu", "rrelu"):
         # tracers, exporters and compilers see plain ATen ops (autograd differentiates them);
         # helu's surrogate gradient and rrelu's seeded slopes need the Function
