@@ -412,15 +412,20 @@ def _plot_curves(curves: dict[tuple, list[list[float]]], depths: tuple[int, ...]
             for i, c in enumerate(curves[(depth, init)]):
                 ax.plot(range(len(c)), c, color=COLORS[init], alpha=0.8, marker="o", ms=3,
                         label=LABELS[init] if i == 0 else None)
-        ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
-        ax.set_title(f"{depth}-layer plain ReLU net ({what})", fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("test top-1 error")
-        ax.set_ylim(0, 1)
-        integer_ticks(ax)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        _error_axes(ax, chance, f"{depth}-layer plain ReLU net ({what})")
     save_figure(fig, path)
+
+
+def _error_axes(ax, chance: float, title: str) -> None:
+    """Test error (0-1) vs epoch with the chance line: the style of every error panel."""
+    ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test top-1 error")
+    ax.set_ylim(0, 1)
+    integer_ticks(ax)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _plot_grads(grads: dict[tuple, list[list[float]]], depths: tuple[int, ...],
@@ -481,16 +486,8 @@ def _plot_long(long: dict[str, list[dict[str, Any]]], depth: int, chance: float,
                             alpha=0.8, lw=1.2, label=lab)
             axes[0][1].plot([max(v, 1e-12) for v in r["grads"]], color=COLORS[init],
                             alpha=0.6, lw=0.6, label=lab)
-    ax = axes[0][0]
-    ax.axhline(chance, color="gray", ls=":", lw=1, label="chance")
-    ax.set_title(f"{depth} layers, {settings.long_epochs} epochs, lr {settings.lr:g}",
-                 fontsize=9)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 error")
-    ax.set_ylim(0, 1)
-    integer_ticks(ax)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    _error_axes(axes[0][0], chance,
+                f"{depth} layers, {settings.long_epochs} epochs, lr {settings.lr:g}")
     ax = axes[0][1]
     ax.set_yscale("log")
     ax.set_title(f"{depth} layers: gradient norm of conv1", fontsize=9)
