@@ -214,7 +214,9 @@ def _trace(values_at):  # a slope trace with one layer, 101 points over 1000 ste
 @pytest.mark.parametrize(("curve", "settled"), [
     (lambda t: 0.25 - 0.2 * t, False),  # still drifting linearly: 25 % of its move at the end
     (lambda t: 0.05 + 0.2 * math.exp(-t / 0.05), True),  # saturated early
-    (lambda t: 0.25 - 0.02 * t, False),  # barely moved and still moving: not settled either
+    (lambda t: 0.25 - 0.1 * t, False),  # slower, but still drifting: not settled either
+    (lambda t: 0.25 - 0.1 * t + 0.05 * math.sin(400 * t), False),  # drifting under noise
+    (lambda t: 0.1 + 0.05 * math.sin(400 * t), True),  # fluctuating around a fixed value
     (lambda t: 0.25, True),  # never moved: nothing left to move
 ])
 def test_slope_settling_rule_tells_a_settled_slope_from_a_drifting_one(curve, settled):
@@ -228,6 +230,15 @@ def test_slope_settling_rule_tells_a_settled_slope_from_a_drifting_one(curve, se
     assert relu_vs_prelu.settling(runs, st_step)[0]["end_step"] == 500
     assert relu_vs_prelu.settling(runs, dataclasses.replace(st, sched="cosine"))[0][
         "end_step"] == 500
+
+
+def test_slope_settling_needs_enough_recorded_steps():
+    # quick mode records a few points per window: too short to tell, never "settled"
+    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], sched="constant", epochs=10)
+    trace = [[float(k), 0.25] for k in range(0, 101, 25)]
+    runs = [relu_vs_prelu.Run("prelu", 0, [0.9], [], [], 1.0, slope_trace=trace)]
+    (row,) = relu_vs_prelu.settling(runs, st)
+    assert row["too_short"] and not row["settled"]
 
 
 def test_run_store_reads_back_only_the_exact_key_and_writes_atomically(tmp_path):
