@@ -376,3 +376,33 @@ def test_quick_depth_lr_is_the_measured_one_where_every_he_seed_converges():
     assert cells[(max(q.depths), "xavier", q.lr)] == f"0/{q.seeds}"
     assert depth._is_quick_size(dataclasses.replace(q, seeds=5, data_source="synthetic"))
     assert not depth._is_quick_size(depth.PRESETS["smoke"])
+
+
+def _row(w4, drift, settled):
+    return {"window4": w4, "drift": drift, "settled": settled, "too_short": False}
+
+
+def test_table1_claim_is_judged_only_where_the_remaining_drift_cannot_undo_it():
+    conv = [0, 1, 2]
+    checks = {"conv1_largest": False, "conv_depth_rank_corr": 0.5}
+    final = [[0.2], [0.3], [0.5]]
+    # conv3 is above conv1 by 0.3, far more than the two drifts (0.05 + 0.01): refuted,
+    # although conv3 is still moving
+    rows = [_row(0.2, 0.01, True), _row(0.15, 0.0, True), _row(0.5, 0.05, False)]
+    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is False
+    # the same gap inside the drifts: cannot be judged
+    rows[2] = _row(0.25, 0.05, False)
+    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is None
+    # conv1 above every layer by more than the drifts: holds
+    rows = [_row(0.6, 0.01, False), _row(0.1, 0.0, True), _row(0.2, 0.02, True)]
+    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is True
+    # the trend counts only when stationary and final slopes give the same sign
+    rows = [_row(0.3, 0.0, True), _row(0.2, 0.0, True), _row(0.1, 0.05, False)]
+    assert relu_vs_prelu._judge("trend", rows, [[0.3], [0.2], [0.1]], conv, checks) is True
+    assert relu_vs_prelu._judge("trend", rows, [[0.1], [0.2], [0.3]], conv, checks) is None
+    # everything settled: the measured claim as it is
+    rows = [_row(0.3, 0.0, True), _row(0.2, 0.0, True), _row(0.4, 0.0, True)]
+    assert relu_vs_prelu._judge("trend", rows, final, conv, checks) is False
+    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is False
+    rows[0]["too_short"] = True
+    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is None

@@ -373,6 +373,11 @@ def _grad_ratio_note(long: dict[str, list[dict[str, Any]]]) -> str:
     he, xa = tail("he"), tail("xavier")
     if not he > 0 or xa != xa:
         return "its conv1 gradient could not be compared with He's"
+    if xa == 0:
+        return ("over the last tenth of the steps its conv1 gradient is exactly 0 (median over "
+                "steps and runs; He's is " + f"{he:.2g}): nothing reaches the first layer any "
+                "more (no unit of some layer active, or a signal below float32's range), so "
+                "more epochs at this lr cannot help")
     return (f"at the end its conv1 gradient norm is {xa / he:.2g} times He's (medians of the "
             "last tenth of the steps; the long-run gradient plot)")
 

@@ -476,18 +476,13 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         data[a] = {"layers": layers, "per_seed": final[a], "judged_per_seed": judged[a],
                    "settling": settle[a], "traces": [r.slope_trace for r in runs[a]],
                    **checks[a]}
-    # The claims, each judged only where its conv layers settled.
+    # The claims, each judged only where the slopes' remaining movement cannot change it.
     claims = {"conv1 keeps the largest slope (shared)": ("prelu_shared", "conv1_largest"),
               "conv1 keeps the largest slope (channel-wise)": ("prelu", "conv1_largest"),
               "deeper conv layers get smaller slopes (channel-wise)": ("prelu", "trend")}
-    outcome: dict[str, bool | None] = {}
-    for claim, (a, kind) in claims.items():
-        if not checks[a]["conv_settled"]:
-            outcome[claim] = None
-        elif kind == "trend":
-            outcome[claim] = checks[a]["conv_depth_rank_corr"] < 0
-        else:
-            outcome[claim] = checks[a]["conv1_largest"]
+    outcome: dict[str, bool | None] = {
+        claim: _judge(kind, settle[a], final[a], conv_idx, checks[a])
+        for claim, (a, kind) in claims.items()}
     tested = [v for v in outcome.values() if v is not None]
     moving = {a: sum(not settle[a][i]["settled"] for i in conv_idx) if settle[a] else
               len(conv_idx) for a in SLOPE_ACTS}
@@ -516,6 +511,9 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         untested = [c for c, v in outcome.items() if v is None]
         if untested:
             note += f"; not judged (conv slopes still moving): {'; '.join(untested)}"
+        if moving["prelu_shared"] or moving["prelu"]:
+            note += (f" ({moving['prelu_shared']} shared and {moving['prelu']} channel-wise conv "
+                     "layers still drift; a claim counts only where that drift cannot undo it)")
     result = (note + ". A slope trained at a constant lr keeps fluctuating around an "
               "equilibrium; it counts as settled when its mean over the last quarter of the "
               "constant-lr phase (over the recorded steps, then seeds) differs from the "
@@ -540,6 +538,38 @@ def slopes_section(runs: dict[str, list[Run]], settings: RunSettings, out_dir: P
         verdict=verdict, verdict_note=note, command=command,
         data={**data, "claims": outcome}, seconds=seconds,
     )
+
+
+def _judge(kind: str, settle: list[dict[str, Any]], final: list[list[float]],
+           conv_idx: list[int], checks: dict[str, Any]) -> bool | None:
+    """One Table 1 claim on the stationary conv slopes, or None where it cannot be judged.
+
+    Every conv layer settled: the claim as measured. Otherwise only a difference that the
+    layers' remaining movement cannot undo counts: ``conv1_largest`` is refuted when some conv
+    layer lies above conv1 by more than their two drifts together (and holds when conv1 lies
+    above every one by that margin); ``trend`` (Spearman of slope vs conv depth < 0) counts
+    when its sign is the same on the stationary slopes and on the final ones after the lr
+    decay. Too short a run judges nothing.
+    """
+    if not settle or settle[0]["too_short"]:
+        return None
+    if all(settle[i]["settled"] for i in conv_idx):
+        return checks["conv_depth_rank_corr"] < 0 if kind == "trend" else checks["conv1_largest"]
+    if kind == "trend":
+        depth = [float(i) for i in conv_idx]
+        a = _spearman(depth, [settle[i]["window4"] for i in conv_idx])
+        b = _spearman(depth, [statistics.fmean(final[i]) for i in conv_idx])
+        return (a < 0) if (a < 0) == (b < 0) and a != 0 and b != 0 else None
+    c1 = conv_idx[0]
+
+    def margin(j: int) -> float:
+        return settle[j]["drift"] + settle[c1]["drift"]
+
+    if any(settle[j]["window4"] - settle[c1]["window4"] > margin(j) for j in conv_idx[1:]):
+        return False
+    if all(settle[c1]["window4"] - settle[j]["window4"] > margin(j) for j in conv_idx[1:]):
+        return True
+    return None
 
 
 def _is_quick(settings: RunSettings) -> bool:
