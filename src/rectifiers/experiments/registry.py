@@ -48,7 +48,7 @@ class Experiment:
 # so they cost nothing extra when run together with it.
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("signal", signal_prop.PRESETS, signal_prop.run,
-               {"quick": 30, "full": 300, "smoke": 3}),
+               {"quick": 30, "full": 1500, "smoke": 3}),
     Experiment("depth", depth.PRESETS, depth.run,
                {"quick": 200, "full": 3600, "smoke": 3}, trains=True),
     Experiment("relu-vs-prelu", relu_vs_prelu.PRESETS, relu_vs_prelu.run_table2,
