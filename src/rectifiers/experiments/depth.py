@@ -470,6 +470,7 @@ def _plot_lr(runs: dict[tuple, list[dict[str, Any]]], settings: DepthSettings, c
             ax.errorbar(xs, fr, yerr=[lo, hi], marker="o", capsize=3, color=COLORS[init],
                         label=LABELS[init])
         ax.set_xscale("log")
+        ax.minorticks_off()  # the log axis' minor labels (5x10^-3) collide with the lrs
         ax.set_xticks(lrs)
         ax.set_xticklabels([f"{x:g}" for x in lrs])
         ax.set_ylim(-0.05, 1.05)
