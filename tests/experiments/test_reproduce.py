@@ -11,7 +11,15 @@ import math
 import pytest
 import torch
 
-from rectifiers.experiments import depth, relu_vs_prelu, reproduce, signal_prop, xor
+from rectifiers.experiments import (
+    depth,
+    prelu_runs,
+    relu_vs_prelu,
+    reproduce,
+    signal_prop,
+    table1,
+    xor,
+)
 from rectifiers.experiments.report import VERDICTS, Section, markdown_table, write_report
 from rectifiers.experiments.runs import (
     RunStore,
@@ -181,7 +189,7 @@ def test_depth_verdict_separates_not_reproduced_from_not_testable(he_deep, xa_de
 
 
 def test_relu_vs_prelu_slopes_and_dead_units_sections(tmp_path):
-    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], data_source="synthetic")
+    st = dataclasses.replace(prelu_runs.PRESETS["smoke"], data_source="synthetic")
     cmds = {k: k for k in ("relu-vs-prelu", "slopes", "dead")}
     secs = relu_vs_prelu.run(("relu-vs-prelu", "slopes", "dead"), st, tmp_path, cmds,
                              progress=lambda _m: None)
@@ -220,24 +228,24 @@ def _trace(values_at):  # a slope trace with one layer, 101 points over 1000 ste
     (lambda t: 0.25, True),  # never moved: nothing left to move
 ])
 def test_slope_settling_rule_tells_a_settled_slope_from_a_drifting_one(curve, settled):
-    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], sched="constant", epochs=10)
-    runs = [relu_vs_prelu.Run("prelu", s, [0.9], [], [], 1.0, slope_trace=_trace(curve))
+    st = dataclasses.replace(prelu_runs.PRESETS["smoke"], sched="constant", epochs=10)
+    runs = [prelu_runs.Run("prelu", s, [0.9], [], [], 1.0, slope_trace=_trace(curve))
             for s in range(2)]
-    (row,) = relu_vs_prelu.settling(runs, st)
+    (row,) = table1.settling(runs, st)
     assert row["settled"] is settled
     # a step schedule is judged before its first decay, a cosine one in its first half
     st_step = dataclasses.replace(st, sched="step", decay_epochs=(5,))
-    assert relu_vs_prelu.settling(runs, st_step)[0]["end_step"] == 500
-    assert relu_vs_prelu.settling(runs, dataclasses.replace(st, sched="cosine"))[0][
+    assert table1.settling(runs, st_step)[0]["end_step"] == 500
+    assert table1.settling(runs, dataclasses.replace(st, sched="cosine"))[0][
         "end_step"] == 500
 
 
 def test_slope_settling_needs_enough_recorded_steps():
     # quick mode records a few points per window: too short to tell, never "settled"
-    st = dataclasses.replace(relu_vs_prelu.PRESETS["smoke"], sched="constant", epochs=10)
+    st = dataclasses.replace(prelu_runs.PRESETS["smoke"], sched="constant", epochs=10)
     trace = [[float(k), 0.25] for k in range(0, 101, 25)]
-    runs = [relu_vs_prelu.Run("prelu", 0, [0.9], [], [], 1.0, slope_trace=trace)]
-    (row,) = relu_vs_prelu.settling(runs, st)
+    runs = [prelu_runs.Run("prelu", 0, [0.9], [], [], 1.0, slope_trace=trace)]
+    (row,) = table1.settling(runs, st)
     assert row["too_short"] and not row["settled"]
 
 
@@ -389,20 +397,20 @@ def test_table1_claim_is_judged_only_where_the_remaining_drift_cannot_undo_it():
     # conv3 is above conv1 by 0.3, far more than the two drifts (0.05 + 0.01): refuted,
     # although conv3 is still moving
     rows = [_row(0.2, 0.01, True), _row(0.15, 0.0, True), _row(0.5, 0.05, False)]
-    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is False
+    assert table1._judge("conv1_largest", rows, final, conv, checks) is False
     # the same gap inside the drifts: cannot be judged
     rows[2] = _row(0.25, 0.05, False)
-    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is None
+    assert table1._judge("conv1_largest", rows, final, conv, checks) is None
     # conv1 above every layer by more than the drifts: holds
     rows = [_row(0.6, 0.01, False), _row(0.1, 0.0, True), _row(0.2, 0.02, True)]
-    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is True
+    assert table1._judge("conv1_largest", rows, final, conv, checks) is True
     # the trend counts only when stationary and final slopes give the same sign
     rows = [_row(0.3, 0.0, True), _row(0.2, 0.0, True), _row(0.1, 0.05, False)]
-    assert relu_vs_prelu._judge("trend", rows, [[0.3], [0.2], [0.1]], conv, checks) is True
-    assert relu_vs_prelu._judge("trend", rows, [[0.1], [0.2], [0.3]], conv, checks) is None
+    assert table1._judge("trend", rows, [[0.3], [0.2], [0.1]], conv, checks) is True
+    assert table1._judge("trend", rows, [[0.1], [0.2], [0.3]], conv, checks) is None
     # everything settled: the measured claim as it is
     rows = [_row(0.3, 0.0, True), _row(0.2, 0.0, True), _row(0.4, 0.0, True)]
-    assert relu_vs_prelu._judge("trend", rows, final, conv, checks) is False
-    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is False
+    assert table1._judge("trend", rows, final, conv, checks) is False
+    assert table1._judge("conv1_largest", rows, final, conv, checks) is False
     rows[0]["too_short"] = True
-    assert relu_vs_prelu._judge("conv1_largest", rows, final, conv, checks) is None
+    assert table1._judge("conv1_largest", rows, final, conv, checks) is None

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rectifiers.experiments import depth, relu_vs_prelu, signal_prop, xor
+from rectifiers.experiments import depth, prelu_runs, relu_vs_prelu, signal_prop, xor
 from rectifiers.experiments.report import Section
 
 __all__ = ["EXPERIMENTS", "MODES", "Experiment", "get_experiment"]
@@ -51,13 +51,13 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                {"quick": 30, "full": 1500, "smoke": 3}),
     Experiment("depth", depth.PRESETS, depth.run,
                {"quick": 200, "full": 3600, "smoke": 3}, trains=True),
-    Experiment("relu-vs-prelu", relu_vs_prelu.PRESETS, relu_vs_prelu.run_table2,
+    Experiment("relu-vs-prelu", prelu_runs.PRESETS, relu_vs_prelu.run_table2,
                {"quick": 160, "full": 3600, "smoke": 3}, trains=True),
-    Experiment("slopes", relu_vs_prelu.PRESETS, relu_vs_prelu.run_slopes,
+    Experiment("slopes", prelu_runs.PRESETS, relu_vs_prelu.run_slopes,
                {"quick": 2, "full": 2, "smoke": 3}, trains=True),
     Experiment("xor", xor.PRESETS, xor.run, {"quick": 8, "full": 60, "smoke": 3},
                seeded=False),
-    Experiment("dead", relu_vs_prelu.PRESETS, relu_vs_prelu.run_dead,
+    Experiment("dead", prelu_runs.PRESETS, relu_vs_prelu.run_dead,
                {"quick": 2, "full": 2, "smoke": 3}, trains=True),
 )}
 
