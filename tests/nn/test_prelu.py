@@ -308,6 +308,26 @@ def count_cpp(cpp_backend, monkeypatch):
             return _orig(*a, **k)
 
         monkeypatch.setattr(cpp_backend, name, wrapped)
+
+    # the whole layer in C++ (forward kernel + a C++ autograd node whose backward is the C++
+    # kernel): count its forward, and its backward by a hook on the node it recorded
+    orig_apply = cpp_backend.apply
+
+    def apply(*a, **k):
+        y = orig_apply(*a, **k)
+        if y is not None:
+            calls["forward"] += 1
+            nodes = [y.grad_fn] if y.grad_fn is not None else []
+            for _ in range(3):  # the node itself, or behind the copy_ of an in-place fall-back
+                found = [n for n in nodes if type(n).__name__ == "CppFunction"]
+                if found:
+                    found[0].register_hook(
+                        lambda *_: calls.__setitem__("backward", calls["backward"] + 1))
+                    break
+                nodes = [f for n in nodes for f, _ in n.next_functions if f is not None]
+        return y
+
+    monkeypatch.setattr(cpp_backend, "apply", apply)
     return calls
 
 

@@ -29,9 +29,16 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/div.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/where.h>
+#include <ATen/ops/zeros.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <cstdint>
 #include <tuple>
 #include <vector>
@@ -104,39 +111,61 @@ inline void fwd_run(const T* __restrict x, T* __restrict y, typename Compute<T>:
   }
 }
 
-// One channels_last row: element c has slope w[c].
+// channels_last rows (inner == 1): the item's rows are one flat run in which element i has
+// slope wt[i % tlen]; wt repeats the C slopes to a tile of tlen = C * m >= kTile elements, so
+// the loop is long enough to vectorise even for small C (C = 16 is one vector per row).
+constexpr int64_t kTile = 256;
+
+template <typename A>
+std::vector<A> slope_tile(const A* w, int64_t C) {
+  const int64_t m = std::max<int64_t>(1, kTile / C);
+  std::vector<A> wt(C * m);
+  for (int64_t k = 0; k < C * m; ++k) wt[k] = w[k % C];
+  return wt;
+}
+
 template <typename T, bool kInplace>
-inline void fwd_row(const T* __restrict x, T* __restrict y, const T* __restrict w, int64_t C) {
+__attribute__((noinline)) void fwd_tile(const T* __restrict x, T* __restrict y,
+                     const typename Compute<T>::type* __restrict wt, int64_t n) {
   using A = typename Compute<T>::type;
   T* yy = kInplace ? const_cast<T*>(x) : y;
-  for (int64_t c = 0; c < C; ++c) {
-    const T xv = kInplace ? yy[c] : x[c];
+  for (int64_t i = 0; i < n; ++i) {
+    const T xv = kInplace ? yy[i] : x[i];
     const A v = static_cast<A>(xv);
-    yy[c] = v > A(0) ? xv : static_cast<T>(static_cast<A>(w[c]) * v);
+    yy[i] = v > A(0) ? xv : static_cast<T>(wt[i] * v);
   }
 }
 
 template <typename T, bool kInplace>
 void forward_impl(const T* x, T* y, const T* w, const Plan p) {
   using A = typename Compute<T>::type;
+  std::vector<A> wa(w, w + p.C);  // T -> A
+  const std::vector<A> tile = p.inner == 1 && !p.planes ? slope_tile(wa.data(), p.C)
+                                                        : std::vector<A>();
+  const A* wt = tile.data();
+  const A* wp = wa.data();
+  const int64_t tlen = static_cast<int64_t>(tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
     for (int64_t it = b0; it < b1; ++it) {
       if (p.planes) {
         const int64_t plane = it / p.per_plane;
         const int64_t lo = plane * p.inner + (it % p.per_plane) * kBlock;
         const int64_t hi = std::min(lo + kBlock, (plane + 1) * p.inner);
-        fwd_run<T, kInplace>(x + lo, y + lo, static_cast<A>(w[plane % p.C]), hi - lo);
+        fwd_run<T, kInplace>(x + lo, y + lo, wp[plane % p.C], hi - lo);
       } else {
-        const int64_t r1 = std::min(p.outer, (it + 1) * p.rows);
-        for (int64_t r = it * p.rows; r < r1; ++r) {
+        const int64_t r0 = it * p.rows, r1 = std::min(p.outer, (it + 1) * p.rows);
+        if (p.inner == 1) {
+          const int64_t end = r1 * p.C;
+          for (int64_t o = r0 * p.C; o < end; o += tlen) {
+            fwd_tile<T, kInplace>(x + o, y + o, wt, std::min(tlen, end - o));
+          }
+          continue;
+        }
+        for (int64_t r = r0; r < r1; ++r) {
           const int64_t base = r * p.C * p.inner;
-          if (p.inner == 1) {
-            fwd_row<T, kInplace>(x + base, y + base, w, p.C);
-          } else {
-            for (int64_t c = 0; c < p.C; ++c) {
-              const int64_t o = base + c * p.inner;
-              fwd_run<T, kInplace>(x + o, y + o, static_cast<A>(w[c]), p.inner);
-            }
+          for (int64_t c = 0; c < p.C; ++c) {
+            const int64_t o = base + c * p.inner;
+            fwd_run<T, kInplace>(x + o, y + o, wp[c], p.inner);
           }
         }
       }
@@ -181,27 +210,33 @@ inline double bwd_run(const T* __restrict g, const T* __restrict s, const bool* 
   return sum;
 }
 
-// One channels_last row: element c has slope w[c] and its own accumulator acc[c].
+// channels_last rows as one flat run (see fwd_tile): element i has slope wt[i] and adds its
+// term to accumulator acc[i] of a tile of accumulators, folded into C sums by the caller.
 template <typename T, bool kMask>
-inline void bwd_row(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
-                    T* __restrict gi, const T* __restrict w,
-                    typename Compute<T>::type* __restrict acc, int64_t C) {
-  using A = typename Compute<T>::type;
-  for (int64_t c = 0; c < C; ++c) {
-    acc[c] += bwd_elem<T, kMask>(g[c], s[c], kMask ? m[c] : false, gi + c, static_cast<A>(w[c]));
+__attribute__((noinline)) void bwd_tile(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
+                     T* __restrict gi, const typename Compute<T>::type* __restrict wt,
+                     typename Compute<T>::type* __restrict acc, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    acc[i] += bwd_elem<T, kMask>(g[i], s[i], kMask ? m[i] : false, gi + i, wt[i]);
   }
 }
 
 template <typename T, bool kMask>
 void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, double* gw,
                    const Plan p) {
+  // gw: C fp64 sums (the caller turns them into the slope gradient's dtype)
   using A = typename Compute<T>::type;
   // planes mode: one partial per item; rows mode: C partials per item
   std::vector<double> partial(p.planes ? p.items : p.items * p.C, 0.0);
   double* part = partial.data();
   auto at_ = [](const bool* mp, int64_t o) { return kMask ? mp + o : nullptr; };
+  std::vector<A> wa(w, w + p.C);  // T -> A
+  const std::vector<A> tile = p.inner == 1 && !p.planes ? slope_tile(wa.data(), p.C)
+                                                        : std::vector<A>();
+  const A* wt = tile.data();
+  const int64_t tlen = static_cast<int64_t>(tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
-    std::vector<A> acc(p.planes ? 0 : p.C);
+    std::vector<A> acc(p.planes ? 0 : std::max(p.C, tlen));
     for (int64_t it = b0; it < b1; ++it) {
       if (p.planes) {
         const int64_t plane = it / p.per_plane;
@@ -212,17 +247,25 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
       } else {
         std::fill(acc.begin(), acc.end(), A(0));
         A* ac = acc.data();
-        const int64_t r1 = std::min(p.outer, (it + 1) * p.rows);
-        for (int64_t r = it * p.rows; r < r1; ++r) {
+        const int64_t r0 = it * p.rows, r1 = std::min(p.outer, (it + 1) * p.rows);
+        if (p.inner == 1) {
+          const int64_t end = r1 * p.C;
+          for (int64_t o = r0 * p.C; o < end; o += tlen) {
+            bwd_tile<T, kMask>(g + o, s + o, at_(m, o), gi + o, wt, ac, std::min(tlen, end - o));
+          }
+          for (int64_t c = 0; c < p.C; ++c) {  // fold the tile: fixed order
+            double sum = 0.0;
+            for (int64_t k = c; k < tlen; k += p.C) sum += static_cast<double>(ac[k]);
+            part[it * p.C + c] = sum;
+          }
+          continue;
+        }
+        for (int64_t r = r0; r < r1; ++r) {
           const int64_t base = r * p.C * p.inner;
-          if (p.inner == 1) {
-            bwd_row<T, kMask>(g + base, s + base, at_(m, base), gi + base, w, ac, p.C);
-          } else {
-            for (int64_t c = 0; c < p.C; ++c) {
-              const int64_t o = base + c * p.inner;
-              ac[c] += static_cast<A>(bwd_run<T, kMask>(g + o, s + o, at_(m, o), gi + o,
-                                                        static_cast<A>(w[c]), p.inner));
-            }
+          for (int64_t c = 0; c < p.C; ++c) {
+            const int64_t o = base + c * p.inner;
+            ac[c] += static_cast<A>(bwd_run<T, kMask>(g + o, s + o, at_(m, o), gi + o,
+                                                      static_cast<A>(w[c]), p.inner));
           }
         }
         for (int64_t c = 0; c < p.C; ++c) {
@@ -275,10 +318,13 @@ void prelu_forward(const at::Tensor& x, const at::Tensor& w, int64_t C, int64_t 
                                   });
 }
 
+// grad_dtype: the slope gradient's dtype (the slope parameter's); divide: s is the output y,
+// so the fp64 sum is divided by the slope (y = a * x on the negative side) before rounding.
 std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at::Tensor& s,
                                                   const at::Tensor& w,
                                                   const std::optional<at::Tensor>& mask,
-                                                  int64_t C, int64_t inner) {
+                                                  int64_t C, int64_t inner, bool divide,
+                                                  at::ScalarType grad_dtype) {
   check_inputs(s, w, C, inner);
   TORCH_CHECK(g.scalar_type() == s.scalar_type() && g.sizes() == s.sizes() &&
                   g.strides() == s.strides(),
@@ -290,26 +336,222 @@ std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at:
                 "rectifiers_prelu: mask must be bool with the saved tensor's strides");
   }
   at::Tensor gi = at::empty_like(s);
-  at::Tensor gw = at::empty({C}, s.options().dtype(at::kDouble));
+  std::vector<double> sums(C, 0.0);
   const Plan p = make_plan(s.numel(), C, inner);
-  if (p.items == 0) {
-    gw.zero_();
-    return {gi, gw};
-  }
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kBFloat16, at::kHalf, s.scalar_type(), "prelu_backward", [&] {
         const scalar_t* gp = g.const_data_ptr<scalar_t>();
         const scalar_t* sp = s.const_data_ptr<scalar_t>();
         const scalar_t* wp = w.const_data_ptr<scalar_t>();
         scalar_t* gip = gi.data_ptr<scalar_t>();
-        double* gwp = gw.data_ptr<double>();
+        if (p.items == 0) return;
         if (has_mask) {
-          backward_impl<scalar_t, true>(gp, sp, mask->const_data_ptr<bool>(), wp, gip, gwp, p);
+          backward_impl<scalar_t, true>(gp, sp, mask->const_data_ptr<bool>(), wp, gip,
+                                        sums.data(), p);
         } else {
-          backward_impl<scalar_t, false>(gp, sp, nullptr, wp, gip, gwp, p);
+          backward_impl<scalar_t, false>(gp, sp, nullptr, wp, gip, sums.data(), p);
+        }
+        if (divide) {
+          for (int64_t c = 0; c < C; ++c) sums[c] /= static_cast<double>(wp[c]);
         }
       });
+  at::Tensor gw = at::empty({C}, s.options().dtype(grad_dtype));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, grad_dtype, "prelu_grad_w", [&] {
+    scalar_t* gwp = gw.data_ptr<scalar_t>();
+    for (int64_t c = 0; c < C; ++c) gwp[c] = static_cast<scalar_t>(sums[c]);
+  });
   return {gi, gw};
+}
+
+
+// ------------------------------------------------------------ autograd entry (the hot path)
+//
+// apply(x, weight, inplace) is what rectifiers.nn.prelu calls first. For the common case (plain
+// dense CPU tensors, channel-wise or shared slopes, no forward-mode tangent, no functorch
+// transform or Python dispatch mode active) it runs the forward here and records a C++ autograd
+// node, so neither forward nor backward runs any Python. Anything else returns an undefined
+// tensor (None in Python) and Python takes its general path: the same kernels and saving rules,
+// plus every error message and the composite/vmap/forward-AD routes.
+
+enum SaveMode : int64_t { kSaveInput = 0, kSaveOutput = 1, kSaveMask = 2 };
+
+struct Layout {
+  int64_t C = 0, inner = 0;
+  bool ok = false;
+};
+
+// rectifiers._cpp.kernel_layout in C++: [outer][C][inner] for NCHW-contiguous / channels_last
+Layout layout_of(const at::Tensor& x, bool shared) {
+  const bool cl = (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) ||
+                  (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d));
+  if (shared) {
+    if (x.is_contiguous() || cl) return {1, std::max<int64_t>(x.numel(), 1), true};
+    return {};
+  }
+  if (x.is_contiguous()) {
+    int64_t inner = 1;
+    for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
+    return {x.size(1), std::max<int64_t>(inner, 1), true};
+  }
+  if (cl) return {x.size(1), 1, true};
+  return {};
+}
+
+// What in-place mode must keep for an exact backward (rectifiers.nn.prelu._save_mode): the
+// output alone if tiny <= a <= 1 for every slope, the output and a sign mask if some slopes are
+// in [-1, -tiny], a copy of the input otherwise. tiny = finfo(dtype).tiny ** 0.25.
+int64_t save_mode(const at::Tensor& w1) {
+  bool exact = true, negative = false;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, w1.scalar_type(), "prelu_mode", [&] {
+    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    const A tiny = static_cast<A>(
+        std::pow(static_cast<double>(std::numeric_limits<scalar_t>::min()), 0.25));
+    const scalar_t* p = w1.const_data_ptr<scalar_t>();
+    for (int64_t i = 0; i < w1.numel(); ++i) {
+      const A a = static_cast<A>(p[i]);
+      const A m = std::abs(a);
+      exact = exact && m >= tiny && m <= A(1);  // nan fails both
+      negative = negative || a < A(0);
+    }
+  });
+  return !exact ? kSaveInput : (negative ? kSaveMask : kSaveOutput);
+}
+
+// A dense-or-strided CPU tensor with no extra dispatch keys (no subclass, functorch wrapper,
+// conjugate/negative bit, sparse or nested layout).
+bool plain(const at::Tensor& t) {
+  static const c10::DispatchKeySet kPlain({c10::DispatchKey::CPU, c10::DispatchKey::AutogradCPU,
+                                           c10::DispatchKey::ADInplaceOrView,
+                                           c10::DispatchKey::AutocastCPU});
+  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided &&
+         kPlain.isSupersetOf(t.key_set());
+}
+
+// No torch_dispatch mode and no functorch transform on this thread.
+bool plain_tls() {
+  static const c10::DispatchKeySet kUsual({c10::DispatchKey::BackendSelect,
+                                           c10::DispatchKey::ADInplaceOrView});
+  return kUsual.isSupersetOf(c10::impl::tls_local_dispatch_key_set().included_);
+}
+
+// The backward with differentiable ATen ops (rectifiers.nn._prelu_math._backward_composite):
+// used when the backward is itself differentiated (create_graph=True) or batched.
+std::tuple<at::Tensor, at::Tensor> backward_composite(const at::Tensor& g, const at::Tensor& s,
+                                                      const at::Tensor& weight, int64_t mode,
+                                                      const at::Tensor& mask) {
+  const bool shared = weight.numel() == 1;
+  const at::Tensor w1 = weight.reshape({-1}).to(s.scalar_type()).contiguous();
+  std::vector<int64_t> vshape(std::max<int64_t>(s.dim(), 1), 1), dims;
+  vshape[std::min<int64_t>(1, s.dim() - 1)] = w1.numel();
+  const at::Tensor wv = shared ? w1.reshape({}) : w1.reshape(vshape);
+  for (int64_t d = 0; d < s.dim(); ++d) {
+    if (shared || s.dim() < 2 || d != 1) dims.push_back(d);
+  }
+  const auto acc = at::promote_types(weight.scalar_type(), at::kFloat);
+  const at::Tensor pos = mask.defined() ? mask : s.gt(0);
+  at::Tensor gi = at::where(pos, g, at::mul(g, wv));
+  at::Tensor gw = at::where(pos, at::zeros({}, g.options()), at::mul(g, s)).sum(dims, false, acc);
+  if (mode != kSaveInput) gw = at::div(gw, w1.to(acc).reshape(gw.sizes()));
+  return {gi, gw};
+}
+
+struct Slopes {  // the slopes in x's dtype, (C,): passed by value, so not an autograd input
+  at::Tensor w1;
+};
+
+struct PReLUFunction : public torch::autograd::Function<PReLUFunction> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            const at::Tensor& weight, Slopes slopes, int64_t C, int64_t inner,
+                            int64_t mode) {
+    ctx->saved_data["w1"] = slopes.w1;
+    ctx->saved_data["lay"] = c10::IValue(std::vector<int64_t>{C, inner, mode});
+    if (mode == kSaveInput) {
+      at::Tensor out = at::empty_like(x);
+      prelu_forward(x, slopes.w1, C, inner, out);
+      ctx->save_for_backward({x, weight});
+      return out;
+    }
+    at::Tensor mask = mode == kSaveMask ? x.gt(0) : at::Tensor();
+    prelu_forward(x, slopes.w1, C, inner, x);
+    ctx->mark_dirty({x});
+    ctx->save_for_backward(mask.defined() ? torch::autograd::variable_list{x, weight, mask}
+                                          : torch::autograd::variable_list{x, weight});
+    return x;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& s = saved[0];
+    const at::Tensor& weight = saved[1];
+    at::Tensor mask = saved.size() > 2 ? saved[2] : at::Tensor();
+    const auto lay = ctx->saved_data["lay"].toIntVector();
+    const int64_t C = lay[0], inner = lay[1], mode = lay[2];
+    at::Tensor g = grads[0], gi, gw;
+    if (at::GradMode::is_enabled() || !plain(g) || !plain_tls()) {
+      // differentiated (create_graph=True) or batched: differentiable ATen ops
+      std::tie(gi, gw) = backward_composite(g, s, weight, mode, mask);
+    } else {
+      const at::Tensor w1 = ctx->saved_data["w1"].toTensor();
+      if (g.strides() != s.strides() || g.scalar_type() != s.scalar_type()) {
+        g = at::empty_like(s).copy_(g);  // e.g. an expanded grad from .sum().backward()
+      }
+      if (mask.defined() && mask.strides() != s.strides()) {
+        mask = at::empty_like(s, s.options().dtype(at::kBool)).copy_(mask);
+      }
+      std::tie(gi, gw) =
+          prelu_backward(g, s, w1, mask, C, inner, mode != kSaveInput, weight.scalar_type());
+    }
+    torch::autograd::variable_list out(6);  // x, weight, slopes, C, inner, mode
+    if (ctx->needs_input_grad(0)) out[0] = gi;
+    if (ctx->needs_input_grad(1)) {
+      gw = gw.to(weight.scalar_type());  // no-op from the kernel
+      out[1] = gw.sizes() == weight.sizes() ? gw : gw.reshape(weight.sizes());
+    }
+    return out;
+  }
+};
+
+at::Tensor prelu_apply(const at::Tensor& x, const at::Tensor& weight, bool inplace) {
+  const at::Tensor none;
+  if (!plain(x) || !plain(weight) || !plain_tls()) return none;
+  const auto dt = x.scalar_type();
+  if (dt != at::kFloat && dt != at::kDouble && dt != at::kBFloat16 && dt != at::kHalf) return none;
+  if (!at::isFloatingType(weight.scalar_type()) || weight.dim() > 1) return none;
+  if (x.dim() < 2 || x.numel() == 0) return none;
+  const bool shared = weight.numel() == 1;
+  if (!shared && weight.numel() != x.size(1)) return none;
+  if (x._fw_grad(0).defined() || weight._fw_grad(0).defined()) return none;
+  const Layout lay = layout_of(x, shared);
+  if (!lay.ok) return none;
+  const bool grad = at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+  at::Tensor w1 = weight;
+  if (weight.dim() != 1 || weight.scalar_type() != dt || !weight.is_contiguous()) {
+    at::NoGradGuard no_grad;
+    w1 = weight.reshape({-1}).to(dt).contiguous();
+  }
+  if (!inplace) {
+    if (grad) return PReLUFunction::apply(x, weight, Slopes{w1}, lay.C, lay.inner, kSaveInput);
+    at::Tensor out = at::empty_like(x);
+    prelu_forward(x, w1, lay.C, lay.inner, out);
+    return out;
+  }
+  if (x.is_inference() && !c10::InferenceMode::is_enabled()) return none;
+  if (grad && x.requires_grad() &&
+      (x.is_leaf() || (x.is_view() && x._base().is_leaf() && x._base().requires_grad()))) {
+    return none;  // Python refuses before writing, with torch's wording
+  }
+  if (!grad) {
+    prelu_forward(x, w1, lay.C, lay.inner, x);
+    if (!x.is_inference()) torch::autograd::impl::bump_version(x);
+    return x;
+  }
+  const int64_t mode = save_mode(w1);
+  if (mode == kSaveInput) {
+    // y does not give x back: a recorded copy of x keeps double backward reaching x
+    return x.copy_(PReLUFunction::apply(x.clone(), weight, Slopes{w1}, lay.C, lay.inner, mode));
+  }
+  return PReLUFunction::apply(x, weight, Slopes{w1}, lay.C, lay.inner, mode);
 }
 
 }  // namespace
@@ -317,11 +559,17 @@ std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at:
 TORCH_LIBRARY(rectifiers_prelu, m) {
   m.def("forward(Tensor x, Tensor w, int C, int inner, Tensor(a!) out) -> ()");
   m.def(
-      "backward(Tensor g, Tensor s, Tensor w, Tensor? mask, int C, int inner) -> "
-      "(Tensor, Tensor)");
+      "backward(Tensor g, Tensor s, Tensor w, Tensor? mask, int C, int inner, bool divide, "
+      "ScalarType grad_dtype) -> (Tensor, Tensor)");
+  // internal: returns an undefined tensor (None) where the caller must take its general path
+  m.def("apply(Tensor x, Tensor weight, bool inplace) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(rectifiers_prelu, CPU, m) {
   m.impl("forward", &prelu_forward);
   m.impl("backward", &prelu_backward);
+}
+
+TORCH_LIBRARY_IMPL(rectifiers_prelu, CompositeImplicitAutograd, m) {
+  m.impl("apply", &prelu_apply);
 }

@@ -1,6 +1,7 @@
 """The fused C++ CPU kernels of PReLU (``rectifiers/csrc/prelu_cpu.cpp``).
 
-The library registers ``torch.ops.rectifiers_prelu.forward`` and ``.backward``; it is built
+The library registers ``torch.ops.rectifiers_prelu.forward``, ``.backward`` and ``.apply`` (the
+whole layer with a C++ autograd node: see :func:`apply`); it is built
 on first use, cached per machine and loaded only from private directories by
 :class:`rectifiers._cpp.Extension` (see there for the cache and its security checks).
 
@@ -16,7 +17,9 @@ from rectifiers._cpp import Extension
 from rectifiers._cpp import compiler as _compiler  # noqa: F401  (tests: no-compiler message)
 from rectifiers._cpp import kernel_layout as layout
 
-__all__ = ["available", "load_error", "layout", "forward", "backward", "SUPPORTED_DTYPES"]
+__all__ = [
+    "available", "load_error", "layout", "forward", "backward", "apply", "SUPPORTED_DTYPES",
+]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 EXTENSION = Extension("prelu_cpu.cpp")
@@ -43,14 +46,38 @@ def backward(
     w: torch.Tensor,
     mask: torch.Tensor | None,
     lay: tuple[int, int],
+    divide: bool,
+    grad_dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad_input, dE/da)`` in one pass; ``dE/da`` is fp64, shape ``(C,)``.
+    """``(grad_input, dE/da)`` in one pass; ``dE/da`` has shape ``(C,)`` and ``grad_dtype``.
 
-    ``grad_input = pos ? g : w_c * g`` and ``dE/da_c = sum_{!pos} g * s`` with
-    ``pos = mask`` if given else ``s > 0``. ``g`` is made to match ``s``'s strides first.
+    ``grad_input = pos ? g : w_c * g`` and ``dE/da_c = sum_{!pos} g * s`` (summed in fp64,
+    divided by ``w_c`` there if ``divide``: ``s`` is then the output ``y = w_c * x``, then
+    rounded once) with ``pos = mask`` if given else ``s > 0``. ``g`` is made to match ``s``'s
+    strides first.
     """
     if g.stride() != s.stride() or g.dtype != s.dtype:
         g = torch.empty_like(s).copy_(g)  # e.g. an expanded grad from .sum().backward()
     if mask is not None and mask.stride() != s.stride():
         mask = torch.empty_like(s, dtype=torch.bool).copy_(mask)
-    return torch.ops.rectifiers_prelu.backward(g, s, w, mask, lay[0], lay[1])
+    return torch.ops.rectifiers_prelu.backward(g, s, w, mask, lay[0], lay[1], divide, grad_dtype)
+
+
+_apply_op = None
+
+
+def apply(x: torch.Tensor, weight: torch.Tensor, inplace: bool) -> torch.Tensor | None:
+    """The layer in C++, autograd included, or ``None`` where the caller must take its path.
+
+    Takes plain dense CPU tensors (contiguous or channels_last, channel-wise or shared slopes)
+    with no forward-mode tangent and no dispatch mode active; records a C++ autograd node, so
+    forward and backward run no Python (the per-call overhead that dominates small maps). It
+    saves exactly what the Python path saves (input, or output [+ sign mask] in place) and uses
+    the same kernels, so results are bitwise the same. ``None`` for anything else (including a
+    leaf or a leaf's view in place, whose refusal the Python path words). Call only after
+    :func:`available` returned ``True`` and with no ``torch.func`` transform active.
+    """
+    global _apply_op
+    if _apply_op is None:
+        _apply_op = torch.ops.rectifiers_prelu.apply.default._op  # the C++ callable itself
+    return _apply_op(x, weight, inplace)

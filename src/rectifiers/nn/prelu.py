@@ -101,6 +101,7 @@ from rectifiers.nn._prelu_math import (
     _vmap_rule,
     _w1,
 )
+from rectifiers.nn.zoo_ops import _graph_mode
 
 __all__ = ["PReLU", "prelu", "set_prelu_backend", "get_prelu_backend"]
 
@@ -227,10 +228,9 @@ def _backward(ctx, g, s, weight, mask):
     elif ctx.lay is not None and type(g) is torch.Tensor:
         # the fused C++ pass: the same selects as ATen's backward, exact for any slope
         # (nan/inf included): the slope term g * s does not involve a
-        w1 = _w1(weight, s)
-        gi, gw = _prelu_cpu.backward(g, s, w1, mask, ctx.lay)
-        if mode != "input":
-            gw = gw.div_(w1)  # fp64 sum; y = a * x on the negative side
+        gi, gw = _prelu_cpu.backward(
+            g, s, _w1(weight, s), mask, ctx.lay, mode != "input", weight.dtype
+        )
     elif _backend == "compile" and s.device.type == "cpu":
         gi, gw = _compiled_backward(g, s, weight, mode, mask)
     else:
@@ -401,13 +401,17 @@ torch.library.register_vmap("rectifiers::prelu_", _vmap_rule(True), lib=_LIB)
 # ----------------------------------------------------------------------- public API
 
 
-def _graph_mode() -> bool:
-    """True when a tracer/exporter/compiler is recording: use the standard ATen op there."""
-    if torch.jit.is_tracing() or torch.jit.is_scripting():
-        return True
-    if torch.onnx.is_in_onnx_export():
-        return True
-    return bool(torch.compiler.is_compiling())
+def _try_cpp(x, weight, inplace: bool) -> torch.Tensor | None:
+    """The whole layer in C++ (:func:`rectifiers.nn._prelu_cpu.apply`) where it applies."""
+    if (
+        _backend == "cpp"
+        and type(x) is torch.Tensor
+        and isinstance(weight, torch.Tensor)
+        and not torch._C._are_functorch_transforms_active()
+        and _prelu_cpu.available()
+    ):
+        return _prelu_cpu.apply(x, weight, inplace)
+    return None
 
 
 def prelu(x: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -425,6 +429,9 @@ def prelu(x: torch.Tensor, weight: torch.Tensor, inplace: bool = False) -> torch
     """
     if _graph_mode():
         return F.prelu(x, weight.to(x.dtype))
+    y = _try_cpp(x, weight, inplace)
+    if y is not None:
+        return y
     _check(x, weight)
     if type(x) is torch.Tensor and torch._C._len_torch_dispatch_stack() == 0:
         # plain tensors: the operators' Autograd kernels directly (saves a dispatcher hop)

@@ -199,8 +199,9 @@ _UNIT_W: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
 
 
 def _graph_mode() -> bool:
-    """True when a tracer/exporter/compiler records: use the eager formulas there."""
-    # the legacy ONNX exporter traces, torch.export and dynamo count as compiling
+    """True when a tracer/exporter/compiler records (the zoo then uses its eager formulas,
+    PReLU calls ``F.prelu``): the legacy ONNX exporter and ``torch.jit.trace`` trace, the
+    dynamo ONNX exporter, ``torch.export`` and ``torch.compile`` count as compiling."""
     return torch._C._get_tracing_state() is not None or bool(torch.compiler.is_compiling())
 
 
