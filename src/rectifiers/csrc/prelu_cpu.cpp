@@ -50,6 +50,8 @@ namespace {
 constexpr int64_t kBlock = 16384;
 // Below this many elements per (outer, channel) plane, iterate rows of C*inner elements.
 constexpr int64_t kPlaneMin = 64;
+// Rows mode: split into at least this many items where the tensor has enough rows.
+constexpr int64_t kMinItems = 16;
 // Independent accumulators per item: fixed order, vectorisable without -ffast-math.
 constexpr int kLanes = 16;
 
@@ -80,7 +82,10 @@ Plan make_plan(int64_t numel, int64_t C, int64_t inner) {
     p.per_plane = (inner + kBlock - 1) / kBlock;
     p.items = p.outer * C * p.per_plane;
   } else {
-    p.rows = std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C * inner));
+    // items of <= kBlock elements, and at least kMinItems of them where there are enough
+    // rows: a small tensor split into 3-4 items would leave one of 2 threads half idle
+    p.rows = std::max<int64_t>(
+        1, std::min(kBlock / std::max<int64_t>(1, C * inner), (p.outer + kMinItems - 1) / kMinItems));
     p.items = (p.outer + p.rows - 1) / p.rows;
   }
   return p;
@@ -100,7 +105,7 @@ void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t i
 // One contiguous run of one channel. X and Y are either distinct (restrict) or the very same
 // pointer (in place, kInplace): never a partial overlap, so both forms vectorise.
 template <typename T, bool kInplace>
-inline void fwd_run(const T* __restrict x, T* __restrict y, typename Compute<T>::type a,
+__attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y, typename Compute<T>::type a,
                     int64_t n) {
   using A = typename Compute<T>::type;
   T* yy = kInplace ? const_cast<T*>(x) : y;
@@ -189,7 +194,7 @@ inline typename Compute<T>::type bwd_elem(T gt, T st, bool mv, T* gi,
 
 // One contiguous run of one channel: returns its slope-gradient sum (kLanes accumulators).
 template <typename T, bool kMask>
-inline double bwd_run(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
+__attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
                       T* __restrict gi, typename Compute<T>::type a, int64_t n) {
   using A = typename Compute<T>::type;
   A lanes[kLanes] = {};
