@@ -206,6 +206,7 @@ def cpu_model() -> str:
 
 # PyTorch's own modules, for the comparison the zoo issue asks for
 NATIVE = {
+    "torch ReLU": lambda c: nn.ReLU(),  # not in place: what the extra output buffer costs
     "torch GELU": lambda c: nn.GELU(),
     "torch GELU(tanh)": lambda c: nn.GELU(approximate="tanh"),
     "torch ELU": lambda c: nn.ELU(),

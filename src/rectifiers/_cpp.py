@@ -4,10 +4,10 @@ Each kernel source is compiled on first use with the system C++ compiler (``$CXX
 straight into a shared library that registers its ``torch.ops`` (no pybind11, no ninja: one
 compiler call). The library is cached per machine under ``$RECTIFIERS_CACHE`` (default
 ``$XDG_CACHE_HOME/rectifiers`` or ``~/.cache/rectifiers``) in a directory named by a hash of the
-source, the torch version, the compiler, its flags and the CPU's instruction-set flags (it is
-built with ``-march=native``), so a changed source or a different machine never loads a stale
-binary. Concurrent first uses (e.g. DDP ranks) serialise on a file lock; the library is written
-to a temporary name and renamed atomically.
+source and the headers of ``csrc/``, the torch version, the compiler, its flags and the CPU's
+instruction-set flags (it is built with ``-march=native``), so a changed source or a different
+machine never loads a stale binary. Concurrent first uses (e.g. DDP ranks) serialise on a file
+lock; the library is written to a temporary name and renamed atomically.
 
 Security: a shared library runs code when it is loaded, so nothing is loaded that another user
 could have written. Before loading, the library file and every directory from the cache root
@@ -134,8 +134,11 @@ class Extension:
             [cxx, "--version"], capture_output=True, text=True, check=False, timeout=60
         ).stdout
         h = hashlib.sha256()
-        for part in (self.source.read_bytes(), torch.__version__.encode(), version.encode(),
-                     " ".join(self.flags).encode(), _cpu_flags().encode()):
+        # the headers of csrc/ too: a source may include them, and an edit must rebuild
+        headers = b"".join(p.name.encode() + b"\0" + p.read_bytes()
+                           for p in sorted(_CSRC.glob("*.h")))
+        for part in (self.source.read_bytes(), headers, torch.__version__.encode(),
+                     version.encode(), " ".join(self.flags).encode(), _cpu_flags().encode()):
             h.update(part)
             h.update(b"\0")
         return f"{self.name}_{h.hexdigest()[:20]}"

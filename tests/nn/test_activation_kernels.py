@@ -411,3 +411,50 @@ def test_torch_func_refuses_activations_whose_gradient_is_not_their_formulas(nam
     x = torch.randn(2, 3, 4, 4)
     with pytest.raises(NotImplementedError, match="torch.func"):
         jvp(f, (x,), (torch.ones_like(x),))
+
+
+# the activations whose bf16/fp16 kernels read f and f' from 65536-entry tables
+TABLED = ["elu", "selu", "gelu", "gelu_tanh", "silu", "mish", "golu", "smelu", "sau"]
+
+
+def _bits_equal_or_both_nan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a.view(torch.int16) == b.view(torch.int16)) | (a.isnan() & b.isnan())
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", TABLED)
+def test_16bit_tables_equal_the_direct_loops_on_every_value(name, dtype):
+    """Every one of the 65536 bit patterns (NaN, inf, subnormals included) through the module,
+    with the tables and with the direct polynomial loops: the same outputs and gradients."""
+    bits = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16)
+    x = bits.view(dtype).reshape(2, 1, 128, 256)  # one channel: the tables apply
+    g = torch.linspace(-3, 3, x.numel()).reshape(x.shape).to(dtype)
+    old = torch.ops.rectifiers_act.set_tables(True)
+    try:
+        y_t, gx_t = _run(name, x, g=g)
+        torch.ops.rectifiers_act.set_tables(False)
+        y_d, gx_d = _run(name, x, g=g)
+    finally:
+        torch.ops.rectifiers_act.set_tables(old)
+    assert bool(_bits_equal_or_both_nan(y_t, y_d).all())
+    same = _bits_equal_or_both_nan(gx_t, gx_d)
+    if dtype == torch.bfloat16:
+        assert bool(same.all())
+    else:
+        # fp16: g++ may contract a few operations differently in the table-building loop (the
+        # source says so); allow one fp16 ulp on at most 0.1 % of the values
+        ulp = torch.finfo(dtype).eps * gx_d.float().abs().clamp(min=torch.finfo(dtype).tiny)
+        close = (gx_t.float() - gx_d.float()).abs() <= ulp
+        assert bool((same | close).all())
+        assert int((~same).sum()) <= x.numel() // 1000
+
+
+@needs_cpp
+def test_16bit_tables_follow_the_parameters():
+    """A table is cached per parameter set: a different alpha must not reuse another's table."""
+    x = torch.linspace(-4, 4, 4096).reshape(1, 1, 64, 64).to(torch.bfloat16)
+    for alpha in (1.0, 0.5, 2.0):
+        y = nn.functional.elu(x.float(), alpha=alpha)
+        m = make_activation("elu", channels=1, alpha=alpha)
+        torch.testing.assert_close(m(x).float(), y, rtol=8e-3, atol=1e-6)

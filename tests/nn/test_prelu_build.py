@@ -235,3 +235,20 @@ def test_real_build_with_a_loose_cache_uses_the_private_fallback(tmp_path):
                          capture_output=True, text=True).stdout.strip()
     lib = Path(out)
     assert lib.is_relative_to(tmp_path / "t") and not list(loose.iterdir())
+
+
+def test_build_key_covers_the_headers_of_csrc(tmp_path, monkeypatch):
+    """A source may include csrc/*.h: editing a header must give a new key (a rebuild)."""
+    import shutil
+
+    if shutil.which("c++") is None:
+        pytest.skip("no C++ compiler")
+    (tmp_path / "k.cpp").write_text('#include "k.h"\n')
+    header = tmp_path / "k.h"
+    header.write_text("inline int f() { return 1; }\n")
+    monkeypatch.setattr(_cpp, "_CSRC", tmp_path)
+    ext = _cpp.Extension("k.cpp")
+    k1 = ext.key("c++")
+    assert ext.key("c++") == k1  # stable
+    header.write_text("inline int f() { return 2; }\n")
+    assert ext.key("c++") != k1

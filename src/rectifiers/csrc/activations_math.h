@@ -1,0 +1,405 @@
+// The rectifier zoo's elementwise math (included by activations_cpu.cpp, see there): bf16/fp16
+// load and store, vectorisable fp32 exp/expm1/erfc, and one functor per activation giving
+// f(x), f'(x) and where they exist f'(y) (d_out), df/dw (d_w) and a 1-byte mask. Everything is
+// inline, branch-free where it matters, so g++ -O3 -march=native vectorises the kernels' loops.
+// (rectifiers._cpp hashes the headers of csrc/ into the build key: editing this file rebuilds.)
+
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace rectifiers_act {
+
+// ------------------------------------------------------------------ load / store (vectorisable)
+template <typename T>
+struct Compute {
+  using type = float;
+};
+template <>
+struct Compute<double> {
+  using type = double;
+};
+
+inline float ld(float v) { return v; }
+inline double ld(double v) { return v; }
+inline float ld(c10::BFloat16 v) {
+  return __builtin_bit_cast(float, static_cast<uint32_t>(v.x) << 16);
+}
+inline float ld(c10::Half v) { return static_cast<float>(v); }
+
+template <typename T>
+inline T st(typename Compute<T>::type v) {
+  return static_cast<T>(v);
+}
+template <>
+inline c10::BFloat16 st<c10::BFloat16>(float v) {
+  // round to nearest even, NaN kept quiet (as c10's round_to_nearest_even)
+  const uint32_t u = __builtin_bit_cast(uint32_t, v);
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  const uint16_t b = (v != v) ? uint16_t(0x7fc0) : static_cast<uint16_t>(r);
+  return c10::BFloat16(b, c10::BFloat16::from_bits());
+}
+
+// ------------------------------------------------------------------------------ math helpers
+inline float pow2i(float n) {  // 2^n for integral n in [-126, 127]
+  return __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
+}
+inline float round_near(float v) {  // round to nearest (|v| < 2^22), vectorisable
+  return (v + 12582912.0f) - 12582912.0f;
+}
+// e^r for |r| <= ln2/2 as 1 + r + r^2 P(r), P of degree 4 fitted (relative-error minimax by
+// reweighted least squares, benchmarks/../tests: test_fp32_exp_max_error) on that interval:
+// truncation 3.7e-9 relative, 1.2 ulp with the fp32 evaluation (was a degree-7 Taylor series:
+// one FMA fewer)
+inline float exp_red(float r) {
+  const float p = 0.49999997f + r * (0.16666521f + r * (0.041667227f + r * (0.0083686942f +
+                  r * 0.0013879685f)));
+  return (r * r) * p + r + 1.0f;
+}
+constexpr float kLn2Hi = 0.693145751953125f, kLn2Lo = 1.428606765330187e-06f;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kExpLo = -87.0f, kExpHi = 88.72283f;
+
+// e^x for x already in [kExpLo, kExpHi] (no checks: the callers below clamp, or know the range)
+inline float exp_core(float xc) {
+  const float n = round_near(xc * kLog2e);
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  return (2.0f * exp_red(r)) * pow2i(n - 1.0f);  // n <= 128
+}
+// e^x with one scale factor: below -87 flushed to 0 (the true value is < 1.7e-38, at the edge of
+// the denormal range), above log(FLT_MAX) inf; NaN propagates
+inline float fexp(float x) {
+  const float y = exp_core(std::min(std::max(x, kExpLo), kExpHi));
+  return x < kExpLo ? 0.0f : (x > kExpHi ? std::numeric_limits<float>::infinity() : y);
+}
+// e^x for x <= 88.7 (or NaN): fexp without the overflow check (sigmoid, normal density, gates)
+inline float fexp_neg(float x) {
+  const float y = exp_core(std::max(x, kExpLo));
+  return x < kExpLo ? 0.0f : y;
+}
+// e^x - 1, accurate near 0 (no cancellation): 2^n (e^r - 1) + (2^n - 1); x <= 88
+inline float em1_poly(float r) {
+  return r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+         r * (1.0f / 720 + r * (1.0f / 5040)))))));
+}
+inline float fexpm1(float x) {
+  const float xc = std::min(std::max(x, -30.0f), 88.0f);
+  const float n = round_near(xc * kLog2e);
+  const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
+  const float s = pow2i(n);
+  return s * em1_poly(r) + (s - 1.0f);
+}
+// erfc(z) = t P(t) e^{-z^2} for z >= 0, t = 1 / (1 + p z): Abramowitz-Stegun 7.1.26, absolute
+// error < 1.5e-7 (the approximation ATen's own vectorised erf uses); e^{-z^2} is passed in so that
+// gelu and sau share it with the normal density
+inline float ferfc_pos(float z, float ez2) {
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  return t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f +
+         t * 1.061405429f)))) * ez2;
+}
+
+template <typename A>
+struct M;
+template <>
+struct M<float> {
+  static float exp(float x) { return fexp(x); }
+  static float exp_neg(float x) { return fexp_neg(x); }
+  // e^x clamped to [e^-87, e^88.7]: for callers that need neither 0 nor inf
+  static float exp_sat(float x) { return exp_core(std::min(std::max(x, kExpLo), kExpHi)); }
+  static float recip_s(double s) { return static_cast<float>(1.0 / s); }
+  static float div_s(float x, float inv_s, double) { return x * inv_s; }
+  static float expm1(float x) { return fexpm1(x); }
+  static float erfc_pos(float z, float ez2) { return ferfc_pos(z, ez2); }
+  static float sqrt(float x) { return std::sqrt(x); }
+};
+template <>
+struct M<double> {
+  static double exp(double x) { return std::exp(x); }
+  static double exp_neg(double x) { return std::exp(x); }
+  static double exp_sat(double x) { return std::exp(x); }
+  static double recip_s(double s) { return 1.0 / s; }
+  static double div_s(double x, double, double s) { return x / s; }  // fp64: exact formula
+  static double expm1(double x) { return std::expm1(x); }
+  static double erfc_pos(double z, double) { return std::erfc(z); }
+  static double sqrt(double x) { return std::sqrt(x); }
+};
+
+// standard normal cdf Phi(t) = erfc(-t / sqrt 2) / 2 (accurate in both tails) and pdf phi(t),
+// sharing one exp(-t^2 / 2); for |t| > 1.3e19 t^2 is inf and both tails are exactly 0 (no clamp
+// needed: erfc_pos(z) -> t P(t) * 0 with t = 1 / (1 + p z) finite)
+template <typename A>
+inline void nphi(A t, A& cdf, A& pdf) {
+  const A e = M<A>::exp_neg(A(-0.5) * t * t);
+  const A h = A(0.5) * M<A>::erfc_pos(std::abs(t) * A(0.70710678118654752440), e);
+  cdf = t < A(0) ? h : A(1) - h;
+  pdf = A(0.39894228040143267794) * e;
+}
+// e = exp(-|z|) in (0, 1]: sigmoid and sigmoid' without overflow
+// (r = 1 / (1 + e): one division for both)
+template <typename A>
+inline void sigq(A z, A e, A& sig, A& q) {
+  const A r = A(1) / (A(1) + e);
+  sig = z >= A(0) ? r : e * r;
+  q = e * r * r;  // sigma (1 - sigma)
+}
+
+// ------------------------------------------------------------------------------- functors
+struct P {
+  double p0, p1, p2;
+};
+
+// x > 0 ? x : 0
+struct Relu {
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) { return x > A(0) ? x : A(0); }
+  template <typename A>
+  static A d_in(A x, const P&, A, uint32_t) { return x > A(0) ? A(1) : A(0); }
+  template <typename A>
+  static A d_out(A y, const P&, A, uint32_t) { return y > A(0) ? A(1) : A(0); }
+};
+// x > 0 ? x : a x   (p0 = a)
+struct Leaky {
+  template <typename A>
+  static A fwd(A x, const P& p, A, uint32_t) {
+    const A a = A(p.p0);
+    return x > A(0) ? x : a * x;
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t) {
+    const A a = A(p.p0);
+    return x > A(0) ? A(1) : a;
+  }
+  template <typename A>
+  static A d_out(A y, const P& p, A, uint32_t) {
+    const A a = A(p.p0);
+    return y > A(0) ? A(1) : a;
+  }
+};
+// murmur3's 32-bit finaliser: the rrelu slope of one element is a hash of its memory offset and
+// of a random seed drawn at each forward (one finaliser per element is enough for U(l, u))
+inline uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+// x > 0 ? x : a_i x, a_i = lower + (upper - lower) U_i   (p0 lower, p1 upper, p2 seed)
+struct RRelu {
+  template <typename A>
+  static A slope(const P& p, uint32_t i) {
+    const uint32_t h = mix32((i * 0x9e3779b9u) ^ static_cast<uint32_t>(p.p2));
+    // h >> 8 < 2^24: exact as a signed int, which converts in one vector instruction
+    const float u = static_cast<float>(static_cast<int32_t>(h >> 8)) * (1.0f / 16777216.0f);
+    return A(static_cast<float>(p.p0) + static_cast<float>(p.p1 - p.p0) * u);
+  }
+  // arithmetic instead of selects: g++ would sink the hash into a branch and not vectorise
+  template <typename A>
+  static A fwd(A x, const P& p, A, uint32_t i) {
+    return std::max(x, A(0)) + slope<A>(p, i) * std::min(x, A(0));
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t i) {
+    const A pos = x > A(0) ? A(1) : A(0);
+    return pos + (A(1) - pos) * slope<A>(p, i);
+  }
+  template <typename A>
+  static A d_out(A y, const P& p, A, uint32_t i) { return d_in(y, p, A(0), i); }
+};
+// scale * (x > 0 ? x : alpha (e^x - 1))   (p0 alpha, p1 scale): elu and selu
+struct Elu {
+  template <typename A>
+  static A fwd(A x, const P& p, A, uint32_t) {
+    const A s = A(p.p1), sa = A(p.p1 * p.p0);
+    const A e = M<A>::expm1(std::min(x, A(0)));
+    return x > A(0) ? s * x : sa * e;
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t) {
+    const A s = A(p.p1), sa = A(p.p1 * p.p0);
+    const A e = M<A>::exp(std::min(x, A(0)));
+    return x > A(0) ? s : sa * e;
+  }
+  // y <= 0 side: y = s a (e^x - 1) so f' = s a e^x = y + s a   (alpha >= 0)
+  template <typename A>
+  static A d_out(A y, const P& p, A, uint32_t) {
+    const A s = A(p.p1), sa = A(p.p1 * p.p0);
+    return y > A(0) ? s : y + sa;
+  }
+};
+// x Phi(x)
+struct Gelu {
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) {
+    A c, d;
+    nphi(x, c, d);
+    return x * c;
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A, uint32_t) {
+    A c, d;
+    nphi(x, c, d);
+    return c + x * d;
+  }
+};
+// 0.5 x (1 + tanh(k0 (x + k1 x^3))), evaluated on clamp(x, -10, 10) (exactly relu outside)
+struct GeluTanh {
+  static constexpr double k0 = 0.79788456080286535588, k1 = 0.044715;
+  // tanh(u) and 1 - tanh(u)^2 from e = exp(-2|u|) (no overflow)
+  template <typename A>
+  static void th(A xc, A& t, A& sech2) {
+    const A u = A(k0) * (xc + A(k1) * xc * xc * xc);
+    const A e = M<A>::exp_neg(A(-2) * std::abs(u));
+    const A r = A(1) / (A(1) + e);
+    const A mag = (A(1) - e) * r;
+    t = u < A(0) ? -mag : mag;
+    sech2 = A(4) * e * r * r;
+  }
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) {
+    const A xc = std::min(std::max(x, A(-10)), A(10));
+    A t, s2;
+    th<A>(xc, t, s2);
+    return A(0.5) * xc * (A(1) + t) + std::max(x - xc, A(0));
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A, uint32_t) {
+    const A xc = std::min(std::max(x, A(-10)), A(10));
+    A t, s2;
+    th<A>(xc, t, s2);
+    const A d = A(0.5) * (A(1) + t) + A(0.5) * xc * s2 * A(k0) * (A(1) + A(3 * k1) * xc * xc);
+    return x >= A(10) ? A(1) : (x <= A(-10) ? A(0) : d);
+  }
+};
+// x sigmoid(w x): silu (w = 1) and swish (learnable w)
+struct Swish {
+  template <typename A>
+  static A fwd(A x, const P&, A w, uint32_t) {
+    const A z = w * x;
+    A sig, q;
+    sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
+    return x * sig;
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A w, uint32_t) {
+    const A z = w * x;
+    A sig, q;
+    sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
+    return sig + z * q;
+  }
+  template <typename A>
+  static A d_w(A x, const P&, A w, uint32_t) {
+    const A z = w * x;
+    A sig, q;
+    sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
+    return x * (x * q);  // x^2 sigma(1 - sigma); x * q first: no inf * 0
+  }
+};
+// x tanh(softplus(x)); with e = e^x, n = e (e + 2): tanh(softplus) = n / (n + 2)
+struct Mish {
+  template <typename A>
+  static A gate(A x, A& d) {
+    const A e = M<A>::exp_neg(std::min(x, A(20)));  // tanh(softplus(20)) == 1 in fp32 and fp64
+    const A n = e * (e + A(2));
+    // one division for both quotients: (n + 2)(1 + e) <= 1.2e26 (e <= e^20), no overflow
+    const A q = A(1) / ((n + A(2)) * (A(1) + e));
+    const A r = q * (A(1) + e);  // 1 / (n + 2)
+    const A g = n * r;
+    // d gate/dx = (1 - g^2) sigmoid(x) = 4 (n + 1) / (n + 2)^2 * e / (1 + e)
+    d = (A(4) * (n + A(1)) * r) * (e * q);
+    return g;
+  }
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) {
+    A d;
+    return x * gate<A>(x, d);
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A, uint32_t) {
+    A d;
+    const A g = gate<A>(x, d);
+    return g + std::min(x, A(20)) * d;
+  }
+};
+// x exp(-exp(-x)); below -20 the gate is exactly 0 in every float dtype: clamping there keeps
+// exp(-x) and x exp(-x) finite without changing a value
+struct Golu {
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) {
+    const A xc = std::min(std::max(x, A(-20)), A(100));
+    return std::max(x, A(-20)) * M<A>::exp_neg(-M<A>::exp_sat(-xc));
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A, uint32_t) {
+    const A xc = std::min(std::max(x, A(-20)), A(100));
+    const A e = M<A>::exp_sat(-xc);  // -xc in [-100, 20]: e^-87 for smaller is as good as 0
+    return M<A>::exp_neg(-e) * (A(1) + xc * e);
+  }
+};
+// 0 | (x + b)^2 / (4 b) | x   (p0 = b); from the output: f' = min(sqrt(y / b), 1)
+struct Smelu {
+  template <typename A>
+  static A fwd(A x, const P& p, A, uint32_t) {
+    const A b = A(p.p0);
+    const A xc = std::min(std::max(x, -b), b);
+    return x >= b ? x : (xc + b) * (xc + b) / (A(4) * b);
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t) {
+    const A b = A(p.p0);
+    const A xc = std::min(std::max(x, -b), b);
+    return x >= b ? A(1) : (xc + b) / (A(2) * b);
+  }
+  template <typename A>
+  static A d_out(A y, const P& p, A, uint32_t) {
+    const A b = A(p.p0);
+    return y >= b ? A(1) : M<A>::sqrt(std::max(y, A(0)) / b);
+  }
+};
+// x (a + (1 - a) Phi(x / s)) + (1 - a) s phi(x / s)   (p0 = a, p1 = s)
+struct Sau {
+  template <typename A>
+  static A fwd(A x, const P& p, A, uint32_t) {
+    const A a = A(p.p0), s = A(p.p1);
+    A c, d;
+    nphi(M<A>::div_s(x, M<A>::recip_s(p.p1), p.p1), c, d);
+    return x * (a + (A(1) - a) * c) + ((A(1) - a) * s) * d;
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t) {
+    const A a = A(p.p0);
+    A c, d;
+    nphi(M<A>::div_s(x, M<A>::recip_s(p.p1), p.p1), c, d);
+    return a + (A(1) - a) * c;
+  }
+};
+// forward relu, backward 1[x > -alpha] from a saved 1-byte mask (p0 = alpha)
+struct Helu {
+  template <typename A>
+  static A fwd(A x, const P&, A, uint32_t) { return x > A(0) ? x : A(0); }
+  template <typename A>
+  static bool mask(A x, const P& p) {
+    const A t = A(-p.p0);
+    return x > t;
+  }
+  template <typename A>
+  static A d_in(A x, const P& p, A, uint32_t) {
+    const A t = A(-p.p0);
+    return x > t ? A(1) : A(0);
+  }
+};
+
+enum Kind : int64_t {
+  kRelu = 0, kLeaky = 1, kRRelu = 2, kElu = 3, kGelu = 4, kGeluTanh = 5, kSwish = 6, kMish = 7,
+  kGolu = 8, kSmelu = 9, kSau = 10, kHelu = 11, kNumKinds = 12
+};
+enum Mode : int64_t { kFromInput = 0, kFromOutput = 1, kFromMask = 2 };
+
+}  // namespace rectifiers_act
