@@ -1,5 +1,6 @@
 // Fused CPU kernels for the rectifier zoo (rectifiers/nn/_activations_cpu.py builds this on first
-// use and registers torch.ops.rectifiers_act.{forward,backward}).
+// use and registers torch.ops.rectifiers_act.{forward,backward,set_tables}); the functors and
+// their math are in activations_math.h.
 //
 // ONE elementwise mechanism for every activation: a small functor per activation gives
 //   f(x)        the forward value                      (Act::fwd)
@@ -20,6 +21,8 @@
 //
 // Built with -fno-math-errno (rectifiers/nn/_activations_cpu.py): errno is never read, and without
 // it std::sqrt cannot be vectorised.
+//
+// 16-bit tables: see "16-bit lookup tables" below (bf16/fp16 smooth activations read f, f').
 //
 // Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only); fp64 computes in fp64
 // with libm (exact reference path for tests). The fp32 exp is within 1.2 ulp, expm1 within 2

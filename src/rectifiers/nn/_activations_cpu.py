@@ -1,7 +1,9 @@
 """The fused C++ CPU kernels of the activation zoo (``rectifiers/csrc/activations_cpu.cpp``).
 
 One library registers ``torch.ops.rectifiers_act.forward`` and ``.backward`` for every zoo
-activation (a functor per activation inside one elementwise template); it is built on first
+activation (a functor per activation inside one elementwise template; bf16/fp16 smooth
+activations read f and f' from 65536-entry tables, ``torch.ops.rectifiers_act.set_tables(False)``
+switches them off for comparisons and returns the previous setting); it is built on first
 use, cached per machine and loaded only from private directories by
 :class:`rectifiers._cpp.Extension`. If it cannot be built, :func:`available` returns ``False``
 and :func:`load_error` says why; :mod:`rectifiers.nn.activations` then warns once and uses its

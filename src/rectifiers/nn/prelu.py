@@ -33,6 +33,15 @@ kernel for tracing, a vmap rule, and an ``Autograd`` kernel:
 * forward-mode AD and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ``jvp``):
   ATen's own differentiable ``_prelu_kernel``, i.e. exactly ``torch.nn.PReLU``'s rules.
 
+The hot path is C++ end to end: for plain dense CPU tensors (contiguous or channels_last, no
+forward-mode tangent, no ``torch.func`` transform or dispatch mode) :func:`prelu` and the module
+call ``torch.ops.rectifiers_prelu.apply``, which checks the input, picks what to save, runs the
+fused forward and records a C++ autograd node whose backward is the fused kernel (or, when the
+backward is itself differentiated or batched, the differentiable ATen formulas below), so a
+training step runs no Python in the layer. It saves and computes exactly what the Python
+autograd kernels below save and compute (same kernels, bitwise the same results); everything
+else (other devices and layouts, errors, transforms, the eager backend) takes those.
+
 Backends (:func:`set_prelu_backend`): ``"cpp"`` (default; built on first use and cached per
 machine, see ``rectifiers.nn._prelu_cpu``; without a compiler the layer warns once and uses
 ``"eager"``), ``"eager"`` (ATen ops only), ``"compile"`` (the first-order backward through

@@ -20,6 +20,10 @@ the kernels use libm and equal the direct formulas; in fp32/bf16 exp, expm1 and 
 vectorised polynomial versions (exp within 1.2 ulp, expm1 within 2 ulp, erfc within 1.5e-7
 absolute as ATen's own vectorised erf); every smooth activation's fp32 f and f' are within
 4e-7 * max(|f64 value|, 1) of its fp64 value at the same input (a test measures it on a dense grid).
+In bf16 and fp16 the smooth ones (elu, selu, gelu, gelu_tanh, silu, mish, golu, smelu, sau; not
+a per-channel swish) read ``f`` and ``f'`` from 65536-entry tables that the kernels' own loops
+fill once per parameter set: the same values as computing them (tested on every bit pattern), at
+the cost of a lookup.
 Under tracing, export and ``torch.compile`` the eager formulas are used as plain
 ATen ops (exportable, differentiated by autograd).
 """
