@@ -36,6 +36,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include "activations_math.h"  // ld / st: vectorisable bf16/fp16 load and store
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -55,14 +57,8 @@ constexpr int64_t kMinItems = 16;
 // Independent accumulators per item: fixed order, vectorisable without -ffast-math.
 constexpr int kLanes = 16;
 
-template <typename T>
-struct Compute {
-  using type = float;  // bf16/fp16/fp32 arithmetic happens in fp32 (as ATen's vector code)
-};
-template <>
-struct Compute<double> {
-  using type = double;
-};
+// bf16/fp16/fp32 arithmetic happens in fp32 (as ATen's vector code), fp64 in fp64
+using rectifiers_act::Compute;
 
 struct Plan {
   int64_t outer, C, inner;
@@ -111,8 +107,10 @@ __attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y, t
   T* yy = kInplace ? const_cast<T*>(x) : y;
   for (int64_t i = 0; i < n; ++i) {
     const T xv = kInplace ? yy[i] : x[i];
-    const A v = static_cast<A>(xv);
-    yy[i] = v > A(0) ? xv : static_cast<T>(a * v);
+    const A v = rectifiers_act::ld(xv);
+    // select in fp32, one store: st(ld(x)) == x for every non-NaN x, so this is bitwise the
+    // select of x itself, and g++ vectorises it for bf16 too
+    yy[i] = rectifiers_act::st<T>(v > A(0) ? v : a * v);
   }
 }
 
@@ -136,8 +134,8 @@ __attribute__((noinline)) void fwd_tile(const T* __restrict x, T* __restrict y,
   T* yy = kInplace ? const_cast<T*>(x) : y;
   for (int64_t i = 0; i < n; ++i) {
     const T xv = kInplace ? yy[i] : x[i];
-    const A v = static_cast<A>(xv);
-    yy[i] = v > A(0) ? xv : static_cast<T>(wt[i] * v);
+    const A v = rectifiers_act::ld(xv);
+    yy[i] = rectifiers_act::st<T>(v > A(0) ? v : wt[i] * v);
   }
 }
 
@@ -183,12 +181,13 @@ template <typename T, bool kMask>
 inline typename Compute<T>::type bwd_elem(T gt, T st, bool mv, T* gi,
                                           typename Compute<T>::type a) {
   using A = typename Compute<T>::type;
-  const A gv = static_cast<A>(gt);
-  const A sv = static_cast<A>(st);
+  const A gv = rectifiers_act::ld(gt);
+  const A sv = rectifiers_act::ld(st);
   const bool pos = kMask ? mv : (sv > A(0));
-  *gi = pos ? gt : static_cast<T>(a * gv);
+  // (a NaN g on the positive side comes back as the canonical NaN in bf16)
+  *gi = rectifiers_act::st<T>(pos ? gv : a * gv);
   // round the product to T first: the same per-element value ATen's backward sums
-  const A prod = static_cast<A>(static_cast<T>(gv * sv));
+  const A prod = rectifiers_act::ld(rectifiers_act::st<T>(gv * sv));
   return pos ? A(0) : prod;
 }
 
