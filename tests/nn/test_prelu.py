@@ -634,3 +634,62 @@ def test_inplace_layer_trains_on_a_non_cpu_device():
     x = torch.empty(2, 3, 4, 4, device="meta", requires_grad=True)
     y = layer(x.clone())
     assert y.shape == x.shape and y.device.type == "meta"
+
+
+# ------------------------------------------------ the C++ hot path against the Python path
+
+
+def _both_paths(cpp_backend, monkeypatch, fn):
+    """``fn()`` through the C++ layer (``_prelu_cpu.apply``) and through the Python autograd
+    kernels (``apply`` disabled), both on the same fused kernels."""
+    hot = fn()
+    with monkeypatch.context() as m:
+        m.setattr(cpp_backend, "apply", lambda *a, **k: None)
+        cold = fn()
+    return hot, cold
+
+
+@pytest.mark.parametrize("case", ["out", "inplace", "inplace_mask", "inplace_input", "view",
+                                  "bf16_autocast", "shared_0d", "checkpoint"])
+def test_cpp_layer_equals_python_path(cpp_backend, monkeypatch, case):
+    """Values, input and slope gradients bitwise equal, and the C++ node really recorded."""
+    slopes = {"inplace_mask": [0.25, -0.5, 0.75], "inplace_input": [0.0, 1.5, 0.25]}
+    w0 = torch.tensor(slopes.get(case, [0.25, 0.1, 0.75]))
+    if case == "shared_0d":
+        w0 = torch.tensor(0.3)
+    x0 = torch.randn(4, 3, 6, 5, generator=torch.Generator().manual_seed(7))
+    g = torch.randn(2 if case == "view" else 4, 3, 6, 5,
+                    generator=torch.Generator().manual_seed(8))
+
+    def run():
+        x = x0.clone().requires_grad_()
+        w = w0.clone().requires_grad_()
+        h = x * 1
+        if case == "view":
+            y = prelu(h[:2], w, inplace=True)  # a dense view of a non-leaf, written in place
+        elif case == "bf16_autocast":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = prelu(h.to(torch.bfloat16), w, inplace=True)
+        elif case == "checkpoint":
+            y = torch.utils.checkpoint.checkpoint(
+                lambda t, w: prelu(t * 2, w, inplace=True), h, w, use_reentrant=False)
+        else:
+            y = prelu(h, w, inplace=case != "out")
+        names = {type(y.grad_fn).__name__}
+        y.backward(g.to(y.dtype))
+        return y.detach(), x.grad, w.grad, names
+
+    (y1, gx1, gw1, n1), (y2, gx2, gw2, n2) = _both_paths(cpp_backend, monkeypatch, run)
+    assert torch.equal(y1, y2) and torch.equal(gx1, gx2)
+    assert gw1.dtype == gw2.dtype == w0.dtype and gw1.shape == w0.shape
+    assert torch.equal(gw1, gw2)
+    if case not in ("view", "inplace_input", "checkpoint"):  # those wrap the node in another
+        assert n1 == {"CppFunction"} and "CppFunction" not in n2
+
+
+def test_cpp_layer_in_place_on_a_leaf_is_refused_before_writing(cpp_backend):
+    x = torch.randn(2, 3, 4, 4, requires_grad=True)
+    before = x.detach().clone()
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        prelu(x, torch.full((3,), 0.25), inplace=True)
+    assert torch.equal(x.detach(), before)
