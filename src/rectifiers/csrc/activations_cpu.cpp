@@ -47,6 +47,7 @@
 #include <torch/library.h>
 
 #include "activations_math.h"
+#include "work_plan.h"
 
 #include <algorithm>
 #include <atomic>
@@ -65,33 +66,9 @@ namespace {
 
 using namespace rectifiers_act;  // NOLINT: one translation unit
 
-constexpr int64_t kBlock = 16384;  // elements per work item
-constexpr int64_t kPlaneMin = 64;  // below: iterate rows of C*inner elements
-constexpr int kLanes = 16;         // independent accumulators of the parameter sum
-
+using namespace rectifiers_plan;  // NOLINT: Plan, make_plan, kBlock, kLanes (work_plan.h)
 
 // ------------------------------------------------------------------------------ work plan
-struct Plan {
-  int64_t outer, C, inner, per_plane, rows, items;
-  bool planes;
-};
-
-Plan make_plan(int64_t numel, int64_t C, int64_t inner) {
-  Plan p{};
-  p.C = C;
-  p.inner = inner;
-  p.outer = (C * inner) > 0 ? numel / (C * inner) : 0;
-  p.planes = inner >= kPlaneMin;
-  if (p.planes) {
-    p.per_plane = (inner + kBlock - 1) / kBlock;
-    p.items = p.outer * C * p.per_plane;
-  } else {
-    p.rows = std::max<int64_t>(1, kBlock / std::max<int64_t>(1, C * inner));
-    p.items = (p.outer + p.rows - 1) / p.rows;
-  }
-  return p;
-}
-
 // Calls run(offset, n, channel) for the contiguous runs of one work item (a run has one channel
 // when inner > 1; in channels_last rows, channel = -1 and element k has channel k % C).
 template <typename Run>

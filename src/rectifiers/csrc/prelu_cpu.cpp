@@ -37,6 +37,7 @@
 #include <torch/library.h>
 
 #include "activations_math.h"  // ld / st: vectorisable bf16/fp16 load and store
+#include "work_plan.h"
 
 #include <algorithm>
 #include <cmath>
@@ -47,45 +48,9 @@
 
 namespace {
 
-// Elements per work item: large enough to amortise scheduling, small enough that 2-64
-// threads get balanced work on activation-sized tensors.
-constexpr int64_t kBlock = 16384;
-// Below this many elements per (outer, channel) plane, iterate rows of C*inner elements.
-constexpr int64_t kPlaneMin = 64;
-// Rows mode: split into at least this many items where the tensor has enough rows.
-constexpr int64_t kMinItems = 16;
-// Independent accumulators per item: fixed order, vectorisable without -ffast-math.
-constexpr int kLanes = 16;
-
 // bf16/fp16/fp32 arithmetic happens in fp32 (as ATen's vector code), fp64 in fp64
 using rectifiers_act::Compute;
-
-struct Plan {
-  int64_t outer, C, inner;
-  bool planes;        // true: items are blocks of one (outer, channel) plane
-  int64_t per_plane;  // planes: items per plane
-  int64_t rows;       // rows mode: rows (of C*inner elements) per item
-  int64_t items;
-};
-
-Plan make_plan(int64_t numel, int64_t C, int64_t inner) {
-  Plan p{};
-  p.C = C;
-  p.inner = inner;
-  p.outer = (C * inner) > 0 ? numel / (C * inner) : 0;
-  p.planes = inner >= kPlaneMin;
-  if (p.planes) {
-    p.per_plane = (inner + kBlock - 1) / kBlock;
-    p.items = p.outer * C * p.per_plane;
-  } else {
-    // items of <= kBlock elements, and at least kMinItems of them where there are enough
-    // rows: a small tensor split into 3-4 items would leave one of 2 threads half idle
-    p.rows = std::max<int64_t>(
-        1, std::min(kBlock / std::max<int64_t>(1, C * inner), (p.outer + kMinItems - 1) / kMinItems));
-    p.items = (p.outer + p.rows - 1) / p.rows;
-  }
-  return p;
-}
+using namespace rectifiers_plan;  // NOLINT: Plan, make_plan, kBlock, kLanes
 
 void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t inner) {
   TORCH_CHECK(s.device().is_cpu(), "rectifiers_prelu: CPU tensors only, got ", s.device());
