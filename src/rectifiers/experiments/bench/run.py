@@ -82,9 +82,13 @@ def validate_cells(grid: Grid, settings: BenchSettings) -> None:
                               f"width={spec.width}: {exc}") from exc
 
 
-def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
+def run_cell(spec: RunSpec, settings: BenchSettings,
+             model: torch.nn.Module | None = None) -> RunOutcome:
     """Train one run in-process with ``rectifiers.train.train``; select the epoch on the
     held-out validation split; evaluate it on the test set.
+
+    ``model``: a model the caller built and initialised (e.g. with Few-Bit activations,
+    ``benchmarks/fewbit.py``); default: the engine builds ``spec``'s model.
 
     Data (:func:`_datasets`): ``settings.val_size`` training examples are held out (data
     seed 0, the same for every run) and validated on after every epoch; the run trains on
@@ -119,7 +123,8 @@ def run_cell(spec: RunSpec, settings: BenchSettings) -> RunOutcome:
 
     t0 = time.perf_counter()
     try:
-        result = train(cfg, train_set=train_set, val_set=val_set, on_epoch=keep_best)
+        result = train(cfg, model=model, train_set=train_set, val_set=val_set,
+                       on_epoch=keep_best)
     except DivergenceError as exc:
         return _chance_outcome(chance, labels, float("nan"), len(exc.history),
                                time.perf_counter() - t0, cfg.device)
