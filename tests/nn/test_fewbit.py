@@ -106,3 +106,43 @@ def test_use_fewbit_wraps_the_smooth_activations_of_a_model():
     assert isinstance(model[1], FewBit) and isinstance(model[5], FewBit)
     assert not isinstance(model[3], FewBit)
     assert torch.equal(model(x), before)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("n", [1, 7, 4096, 8193])
+def test_cpp_codes_equal_the_aten_fallback(bits, n):
+    """csrc/fewbit_cpu.cpp's one-pass encode/decode against the ATen formulas it replaces
+    (ragged lengths: the last byte's unused slots; NaN: code 0)."""
+    from rectifiers.nn import fewbit
+
+    if not fewbit.EXTENSION.available():
+        pytest.skip(f"no C++ extension: {fewbit.EXTENSION.load_error()}")
+    torch.manual_seed(n + bits)
+    d = torch.randn(n)
+    d[0] = float("nan")
+    bounds = torch.sort(torch.randn(2**bits - 1))[0]
+    levels = torch.linspace(-1, 2, 2**bits)
+    slot = fewbit._slot(bits)
+    ref = fewbit._pack(torch.where(torch.isnan(d), 0, torch.bucketize(d, bounds)), bits)
+    packed = torch.ops.rectifiers_fewbit.encode(d, bounds, slot)
+    assert torch.equal(packed, ref)
+    decoded = torch.ops.rectifiers_fewbit.decode(packed, levels, slot, n)
+    assert torch.equal(decoded, levels[fewbit._unpack(ref, bits, n)])
+
+
+def test_without_the_extension_the_gradients_are_the_same(monkeypatch):
+    from rectifiers.nn import fewbit
+
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 17, 5)
+    g = torch.randn(x.shape)
+    fb = FewBit(make_activation("golu"), 2)
+
+    def grad():
+        xa = x.clone().requires_grad_()
+        fb(xa * 1).backward(g)
+        return xa.grad
+
+    hot = grad()
+    monkeypatch.setattr(fewbit.EXTENSION, "available", lambda: False)
+    assert torch.equal(grad(), hot)

@@ -574,6 +574,7 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
   return {gi, gw};
 }
 
+
 // tests and benchmarks: switch the 16-bit tables off (the direct loops) and on; returns the old
 bool set_tables(bool on) { return g_lut_enabled.exchange(on); }
 

@@ -18,7 +18,8 @@ What it costs and what it changes:
   derivative is quantised), the backward of the backward is not defined (no double backward:
   ``create_graph=True`` raises), and forward-mode AD is not supported;
 * the forward also computes ``f'(x)`` (one extra forward+backward of the activation, through
-  autograd) and the code: slower than the exact layer, measured in ``benchmarks/fewbit.py``;
+  autograd) and the code (one pass, ``csrc/fewbit_cpu.cpp``; ATen ops without a compiler):
+  about 2x the exact layer's fwd+bwd time, measured in ``benchmarks/fewbit.py``;
 * the accuracy effect on Fashion-MNIST with the bench model is measured there too, over seeds,
   with a confidence interval (benchmarks/RESULTS.md).
 
@@ -32,10 +33,14 @@ import math
 import torch
 from torch import nn
 
+from rectifiers._cpp import Extension
+
 __all__ = ["FewBit", "fewbit_levels", "use_fewbit", "SMOOTH"]
 
 # the zoo activations this is meant for: smooth, no learnable parameter, input kept for backward
 SMOOTH = ("gelu", "gelu_tanh", "silu", "mish", "golu", "sau")
+# one-pass encode/decode (csrc/fewbit_cpu.cpp); without a compiler the same in ATen ops
+EXTENSION = Extension("fewbit_cpu.cpp")
 _GRID = 24001  # points of the N(0, 1) quadrature on [-6, 6]
 _ITERS = 200
 
@@ -99,6 +104,21 @@ def _slot(bits: int) -> int:
     return 4 if bits == 3 else bits
 
 
+def _encode(d: torch.Tensor, bounds: torch.Tensor, bits: int) -> torch.Tensor:
+    """Packed codes of the flat fp32 derivative ``d``: code = #{k : bounds[k] < d}, NaN 0."""
+    if d.device.type == "cpu" and EXTENSION.available():
+        return torch.ops.rectifiers_fewbit.encode(d, bounds, _slot(bits))
+    code = torch.where(torch.isnan(d), 0, torch.bucketize(d, bounds))
+    return _pack(code, bits)
+
+
+def _decode(packed: torch.Tensor, levels: torch.Tensor, bits: int, n: int) -> torch.Tensor:
+    """``levels[code]`` for the ``n`` codes in ``packed`` (flat fp32)."""
+    if packed.device.type == "cpu" and EXTENSION.available():
+        return torch.ops.rectifiers_fewbit.decode(packed, levels, _slot(bits), n)
+    return levels[_unpack(packed, bits, n)]
+
+
 def _pack(code: torch.Tensor, bits: int) -> torch.Tensor:
     slot = _slot(bits)
     per = 8 // slot
@@ -125,8 +145,9 @@ class _FewBitFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, act, bounds, levels, bits):
         y, d = _derivative(act, x)
-        code = torch.bucketize(d.float().reshape(-1), bounds)  # logical order, contiguous
-        ctx.save_for_backward(_pack(code, bits), levels)
+        # logical (row-major) order whatever x's memory format
+        packed = _encode(d.float().reshape(-1).contiguous(), bounds, bits)
+        ctx.save_for_backward(packed, levels)
         ctx.meta = (x.shape, bits)
         return y
 
@@ -139,7 +160,7 @@ class _FewBitFunction(torch.autograd.Function):
         packed, levels = ctx.saved_tensors
         shape, bits = ctx.meta
         # codes are packed in logical (row-major) order, whatever x's memory format
-        d = levels[_unpack(packed, bits, math.prod(shape))].to(g.dtype).reshape(shape)
+        d = _decode(packed, levels, bits, math.prod(shape)).to(g.dtype).reshape(shape)
         return g * d, None, None, None, None
 
 
