@@ -17,7 +17,9 @@ under autocast, cross-entropy, backward, clipping, SGD) of the PReLU-net and the
 ReLU, interleaved, in fp32 and bf16, contiguous and channels_last, eager or (``--compiled``)
 ``torch.compile(model, fullgraph=True)``. Target: PReLU-net / ReLU-net <= 1.03.
 
-Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md)::
+Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md; for
+``--train prelunet_a`` use ``MALLOC_MMAP_MAX_=0`` instead of the mmap threshold: its 528 MB fc1
+weight gradient is otherwise mapped and page-faulted afresh every step)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager] \\
