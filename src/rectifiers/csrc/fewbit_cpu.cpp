@@ -44,7 +44,9 @@ void encode_impl(const float* dp, uint8_t* op, const float* b, int64_t n) {
       uint8_t* o = op + e0 / per;
       for (int64_t i = 0; i < (m + per - 1) / per; ++i) {
         uint32_t byte = 0;
-        for (int64_t j = 0; j < per; ++j) byte |= static_cast<uint32_t>(c[i * per + j]) << (j * kSlot);
+        for (int64_t j = 0; j < per; ++j) {
+          byte |= static_cast<uint32_t>(c[i * per + j]) << (j * kSlot);
+        }
         o[i] = static_cast<uint8_t>(byte);
       }
     }

@@ -64,10 +64,11 @@ void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t i
 }
 
 // One contiguous run of one channel. X and Y are either distinct (restrict) or the very same
-// pointer (in place, kInplace): never a partial overlap, so both forms vectorise.
+// pointer (in place, kInplace): never a partial overlap, so both forms vectorise. The inner
+// loops here are noinline: inlined into the parallel_for lambda, g++ stopped vectorising them.
 template <typename T, bool kInplace>
-__attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y, typename Compute<T>::type a,
-                    int64_t n) {
+__attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y,
+                                       typename Compute<T>::type a, int64_t n) {
   using A = typename Compute<T>::type;
   T* yy = kInplace ? const_cast<T*>(x) : y;
   for (int64_t i = 0; i < n; ++i) {
@@ -158,8 +159,9 @@ inline typename Compute<T>::type bwd_elem(T gt, T st, bool mv, T* gi,
 
 // One contiguous run of one channel: returns its slope-gradient sum (kLanes accumulators).
 template <typename T, bool kMask>
-__attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
-                      T* __restrict gi, typename Compute<T>::type a, int64_t n) {
+__attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restrict s,
+                                         const bool* __restrict m, T* __restrict gi,
+                                         typename Compute<T>::type a, int64_t n) {
   using A = typename Compute<T>::type;
   A lanes[kLanes] = {};
   int64_t i = 0;
@@ -182,9 +184,10 @@ __attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restr
 // channels_last rows as one flat run (see fwd_tile): element i has slope wt[i] and adds its
 // term to accumulator acc[i] of a tile of accumulators, folded into C sums by the caller.
 template <typename T, bool kMask>
-__attribute__((noinline)) void bwd_tile(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
-                     T* __restrict gi, const typename Compute<T>::type* __restrict wt,
-                     typename Compute<T>::type* __restrict acc, int64_t n) {
+__attribute__((noinline)) void bwd_tile(const T* __restrict g, const T* __restrict s,
+                                        const bool* __restrict m, T* __restrict gi,
+                                        const typename Compute<T>::type* __restrict wt,
+                                        typename Compute<T>::type* __restrict acc, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     acc[i] += bwd_elem<T, kMask>(g[i], s[i], kMask ? m[i] : false, gi + i, wt[i]);
   }
@@ -203,6 +206,7 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
   const std::vector<A> tile = p.inner == 1 && !p.planes ? slope_tile(wa.data(), p.C)
                                                         : std::vector<A>();
   const A* wt = tile.data();
+  const A* wp = wa.data();
   const int64_t tlen = static_cast<int64_t>(tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
     std::vector<A> acc(p.planes ? 0 : std::max(p.C, tlen));
@@ -212,7 +216,7 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
         const int64_t lo = plane * p.inner + (it % p.per_plane) * kBlock;
         const int64_t hi = std::min(lo + kBlock, (plane + 1) * p.inner);
         part[it] = bwd_run<T, kMask>(g + lo, s + lo, at_(m, lo), gi + lo,
-                                     static_cast<A>(w[plane % p.C]), hi - lo);
+                                     wp[plane % p.C], hi - lo);
       } else {
         std::fill(acc.begin(), acc.end(), A(0));
         A* ac = acc.data();
@@ -234,7 +238,7 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
           for (int64_t c = 0; c < p.C; ++c) {
             const int64_t o = base + c * p.inner;
             ac[c] += static_cast<A>(bwd_run<T, kMask>(g + o, s + o, at_(m, o), gi + o,
-                                                      static_cast<A>(w[c]), p.inner));
+                                                      wp[c], p.inner));
           }
         }
         for (int64_t c = 0; c < p.C; ++c) {
@@ -332,7 +336,6 @@ std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at:
   return {gi, gw};
 }
 
-
 // ------------------------------------------------------------ autograd entry (the hot path)
 //
 // apply(x, weight, inplace) is what rectifiers.nn.prelu calls first. For the common case (plain
@@ -372,7 +375,7 @@ Layout layout_of(const at::Tensor& x, bool shared) {
 int64_t save_mode(const at::Tensor& w1) {
   bool exact = true, negative = false;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, w1.scalar_type(), "prelu_mode", [&] {
-    using A = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    using A = typename Compute<scalar_t>::type;
     const A tiny = static_cast<A>(
         std::pow(static_cast<double>(std::numeric_limits<scalar_t>::min()), 0.25));
     const scalar_t* p = w1.const_data_ptr<scalar_t>();
