@@ -17,13 +17,18 @@ under autocast, cross-entropy, backward, clipping, SGD) of the PReLU-net and the
 ReLU, interleaved, in fp32 and bf16, contiguous and channels_last, eager or (``--compiled``)
 ``torch.compile(model, fullgraph=True)``. Target: PReLU-net / ReLU-net <= 1.03.
 
+``--device cuda`` runs the same on a GPU (wall time after ``torch.cuda.synchronize()``; the op
+table adds bf16 rows, the train table a column for the PReLU-net built with ``inplace=False``);
+``benchmarks/cuda_check.sh`` runs it with the CUDA tests.
+
 Run (the malloc settings stop page faults from dominating, see docs/benchmarking.md; for
 ``--train prelunet_a`` use ``MALLOC_MMAP_MAX_=0`` instead of the mmap threshold: its 528 MB fc1
 weight gradient is otherwise mapped and page-faulted afresh every step)::
 
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager] \\
-        [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]]
+        [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]] \\
+        [--device cuda] [--only LABEL]
 """
 
 from __future__ import annotations
@@ -55,23 +60,44 @@ def cpu_model() -> str:
             f"ISA: {' '.join(isa) or 'no avx2'}")
 
 
-def variants(c: int) -> dict[str, nn.Module]:
+def device_name(device: str) -> str:
+    if device == "cpu":
+        return f"CPU: {cpu_model()}; threads {torch.get_num_threads()}"
+    return f"GPU: {torch.cuda.get_device_name(device)} (host CPU: {cpu_model()})"
+
+
+def make_clock(kind: str, device: str):
+    """CPU time or wall time; on a GPU wall time after the device's queue has drained."""
+    if device == "cpu":
+        return time.process_time if kind == "cpu" else time.perf_counter
+
+    def gpu_clock() -> float:
+        torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    return gpu_clock
+
+
+def variants(c: int, device: str = "cpu", dtype=torch.float32) -> dict[str, nn.Module]:
+    # the slopes stay fp32 for a bf16 input (as under autocast); torch.nn.PReLU needs its own
+    # slopes in the input's dtype
     return {
         "relu (in place)": nn.ReLU(inplace=True),
-        "ours channel-wise in place": PReLU(c, inplace=True),
-        "ours channel-wise": PReLU(c),
-        "torch.nn.PReLU channel-wise": nn.PReLU(c),
+        "ours channel-wise in place": PReLU(c, inplace=True).to(device),
+        "ours channel-wise": PReLU(c).to(device),
+        "torch.nn.PReLU channel-wise": nn.PReLU(c).to(device=device, dtype=dtype),
     }
 
 
-def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torch.float32):
+def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torch.float32,
+          device: str = "cpu"):
     torch.manual_seed(0)
-    x = torch.randn(shape, dtype=dtype)
+    x = torch.randn(shape, dtype=dtype, device=device)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     leaf = x.requires_grad_()
     g = torch.randn_like(x)
-    acts = variants(shape[1])
+    acts = variants(shape[1], device, dtype)
     times: dict[str, list[float]] = {k: [] for k in acts}
     ratios: dict[str, list[float]] = {k: [] for k in acts}
     for r in range(rounds + 2):  # two warm-up rounds
@@ -92,25 +118,37 @@ def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torc
 
 
 def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_classes: int,
-                rounds: int, clock, compiled: bool, steps: int) -> list[tuple[str, float, float]]:
-    """PReLU-net / ReLU-net train-step ratios (median of per-round ratios), interleaved."""
+                rounds: int, clock, compiled: bool, steps: int, device: str = "cpu",
+                only: str | None = None) -> list[tuple[str, float, float]]:
+    """PReLU-net / ReLU-net train-step ratios (median of per-round ratios), interleaved.
+
+    On a GPU a third net, the PReLU-net built with ``inplace=False``, shows what the in-place
+    layer's host read of the slopes (one small device-to-host copy per layer) costs."""
     from rectifiers.optim import param_groups
     from rectifiers.train import train_step
 
     rows = []
+    nets = {"prelu": ("prelu", {}), "relu": ("relu", {})}
+    if device != "cpu" and not compiled:
+        nets["prelu_out"] = ("prelu", {"inplace": False})
     for amp in ("none", "bf16"):
         for cl in (False, True):
+            label = (f"{model_name} b{batch} {size}px {'bf16' if amp == 'bf16' else 'fp32'} "
+                     f"{'channels_last' if cl else 'contiguous'} "
+                     f"{'compiled' if compiled else 'eager'}")
+            if only and only not in label:
+                continue
             fns = {}
-            for act in ("prelu", "relu"):
+            for key, (act, act_kwargs) in nets.items():
                 torch.manual_seed(0)
                 kw = {"input_size": size} if model_name == "prelunet_small" else {}
                 model = create_model(model_name, num_classes=num_classes, in_chans=in_chans,
-                                     act=act, **kw).train()
-                x = torch.randn(batch, in_chans, size, size)
+                                     act=act, act_kwargs=act_kwargs, **kw).train().to(device)
+                x = torch.randn(batch, in_chans, size, size, device=device)
                 if cl:
                     model = model.to(memory_format=torch.channels_last)
                     x = x.contiguous(memory_format=torch.channels_last)
-                y = torch.randint(0, num_classes, (batch,))
+                y = torch.randint(0, num_classes, (batch,), device=device)
                 opt = torch.optim.SGD(param_groups(model, 5e-4), lr=1e-4, momentum=0.9)
                 fwd = torch.compile(model, fullgraph=True) if compiled else model
 
@@ -119,23 +157,24 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
                         train_step(fwd, x, y, opt, amp=amp, grad_clip=5.0)
 
                 step()  # warm-up (and compile)
-                fns[act] = step
-            ratios, times = [], {"prelu": [], "relu": []}
+                fns[key] = step
+            ratios, times = [], {k: [] for k in fns}
+            ratios_out = []
             for _ in range(rounds):
                 this = {}
-                for act, fn in fns.items():
+                for key, fn in fns.items():
                     t0 = clock()
                     fn()
-                    this[act] = (clock() - t0) / steps
-                    times[act].append(this[act])
+                    this[key] = (clock() - t0) / steps
+                    times[key].append(this[key])
                 ratios.append(this["prelu"] / this["relu"])
-            label = (f"{model_name} b{batch} {size}px {'bf16' if amp == 'bf16' else 'fp32'} "
-                     f"{'channels_last' if cl else 'contiguous'} "
-                     f"{'compiled' if compiled else 'eager'}")
+                if "prelu_out" in this:
+                    ratios_out.append(this["prelu_out"] / this["relu"])
             rows.append((label, statistics.median(times["prelu"]) * 1e3,
                          statistics.median(times["relu"]) * 1e3, statistics.median(ratios)))
-            print(f"| {label} | {rows[-1][1]:.1f} | {rows[-1][2]:.1f} | {rows[-1][3]:.3f} |",
-                  flush=True)
+            extra = f" {statistics.median(ratios_out):.3f} |" if ratios_out else ""
+            print(f"| {label} | {rows[-1][1]:.2f} | {rows[-1][2]:.2f} | {rows[-1][3]:.3f} |"
+                  + extra, flush=True)
     return rows
 
 
@@ -147,7 +186,8 @@ def main() -> None:
                     help="cpu: process CPU time (all threads; robust when the machine is "
                     "loaded by other work), wall: perf_counter")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--only", default=None, help="run only the cases whose label contains this")
+    ap.add_argument("--only", default=None,
+                    help="run only the cases (or --train rows) whose label contains this")
     ap.add_argument("--train", default=None, metavar="MODEL",
                     help="instead: PReLU-net / ReLU-net train-step ratios of MODEL "
                     "(prelunet_small at 28px, prelunet_a at 224px), fp32/bf16 x layouts")
@@ -155,33 +195,45 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1, help="train steps per timing sample")
     ap.add_argument("--compiled", action="store_true",
                     help="with --train: torch.compile(model, fullgraph=True)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (default) or a CUDA device; on a GPU the clock is wall time "
+                    "after torch.cuda.synchronize, and bf16 rows are added")
     args = ap.parse_args()
     set_prelu_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    print(f"# CPU: {cpu_model()}; torch {torch.__version__}; threads "
-          f"{torch.get_num_threads()}; backend {args.backend}; clock {args.clock}")
+    device = str(torch.device(args.device))
+    clock = make_clock(args.clock, device)
+    print(f"# {device_name(device)}; torch {torch.__version__}; backend {args.backend}; "
+          f"clock {'wall (synchronized)' if device != 'cpu' else args.clock}")
     if args.train:
         small = args.train == "prelunet_small"
+        extra = (" PReLU-net inplace=False / ReLU-net |" if device != "cpu" else "")
         print("| train step | PReLU-net ms | ReLU-net ms | PReLU-net / ReLU-net (median per "
-              "round) |")
-        print("|---|---|---|---|")
+              "round) |" + extra)
+        print("|---|---|---|---|" + ("---|" if extra else ""))
         train_bench(args.train, args.batch, 28 if small else 224, 1 if small else 3,
-                    10 if small else 1000, args.rounds, clock, args.compiled, args.steps)
+                    10 if small else 1000, args.rounds, clock, args.compiled, args.steps,
+                    device, args.only)
         return
     cases = [
-        ("(32,64,56,56) fp32 contiguous", (32, 64, 56, 56), False, 1),
-        ("(32,64,56,56) fp32 channels_last", (32, 64, 56, 56), True, 1),
-        ("(4,16,28,28) fp32 contiguous", (4, 16, 28, 28), False, 50),
-        ("(4,16,28,28) fp32 channels_last", (4, 16, 28, 28), True, 50),
+        ("(32,64,56,56) fp32 contiguous", (32, 64, 56, 56), False, 1, torch.float32),
+        ("(32,64,56,56) fp32 channels_last", (32, 64, 56, 56), True, 1, torch.float32),
+        ("(4,16,28,28) fp32 contiguous", (4, 16, 28, 28), False, 50, torch.float32),
+        ("(4,16,28,28) fp32 channels_last", (4, 16, 28, 28), True, 50, torch.float32),
     ]
+    if device != "cpu":  # a GPU: more calls per sample, and bf16
+        cases = [(lab, sh, cl, 20 if inner == 1 else inner, dt) for lab, sh, cl, inner, dt in cases]
+        cases += [("(32,64,56,56) bf16 contiguous", (32, 64, 56, 56), False, 20, torch.bfloat16),
+                  ("(32,64,56,56) bf16 channels_last", (32, 64, 56, 56), True, 20,
+                   torch.bfloat16)]
     print("| tensor | variant | ms (median) | ratio to in-place ReLU (median per round) |")
     print("|---|---|---|---|")
-    for label, shape, cl, inner in cases:
+    for label, shape, cl, inner, dtype in cases:
         if args.only and args.only not in label:
             continue
-        for name, (ms, ratio) in bench(shape, cl, args.rounds, inner, clock).items():
+        results = bench(shape, cl, args.rounds, inner, clock, dtype, device)
+        for name, (ms, ratio) in results.items():
             print(f"| {label} | {name} | {ms:.3f} | {ratio:.3f} |", flush=True)
 
 

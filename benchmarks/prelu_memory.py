@@ -10,7 +10,8 @@ table shows what the lean path saves whatever the model builder's default is.
 
 Run::
 
-    .venv/bin/python benchmarks/prelu_memory.py [--batch-small 128] [--batch-a 2] [--compiled]
+    .venv/bin/python benchmarks/prelu_memory.py [--batch-small 128] [--batch-a 2] [--compiled] \
+        [--device cuda]
 
 Target: PReLU-net / ReLU-net <= 1.00 for ``prelunet_small`` and ``prelunet_a``.
 """
@@ -30,7 +31,7 @@ def measure(name: str, act: str, x: torch.Tensor, kwargs: dict, inplace,
     act_kwargs = {} if inplace is None else {"inplace": inplace}
     torch.manual_seed(0)
     model = create_model(name, act=act, act_kwargs=act_kwargs, **kwargs)
-    model.train()
+    model.train().to(x.device)
     if compiled:
         # AOTAutograd's compiled function saves its activations through save_for_backward,
         # so the same hooks see them; fullgraph=True proves there is no graph break
@@ -47,14 +48,16 @@ def main() -> None:
     ap.add_argument("--batch-a", type=int, default=2)
     ap.add_argument("--compiled", action="store_true",
                     help="also prelunet_small under torch.compile(fullgraph=True)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or a CUDA device")
     args = ap.parse_args()
     torch.manual_seed(0)
     cases = [
         ("prelunet_small", dict(num_classes=10, in_chans=1),
-         torch.randn(args.batch_small, 1, 28, 28)),
+         torch.randn(args.batch_small, 1, 28, 28, device=args.device)),
         ("prelunet_a", dict(num_classes=1000, in_chans=3),
-         torch.randn(args.batch_a, 3, 224, 224)),
+         torch.randn(args.batch_a, 3, 224, 224, device=args.device)),
     ]
+    print(f"# device {args.device}; torch {torch.__version__}")
     print("| model | batch | build | PReLU-net MiB | ReLU-net MiB | ratio |")
     print("|---|---|---|---|---|---|")
     for name, kwargs, x in cases:

@@ -8,6 +8,9 @@ first-order gradients against ``F.prelu`` (fp32/fp64/bf16/fp16), gradcheck, grad
 the exception type of every error input, and the module checks -- for both backends
 (``cpp``, ``eager``) and both in-place settings. The double-backward sweep over every sample is
 marked slow; the default run keeps one backend of it.
+
+Every check runs on each available device: CPU always, CUDA where a GPU is present (there the
+operators take their portable kernels; ``backend`` only chooses the CPU kernels).
 """
 
 from __future__ import annotations
@@ -30,11 +33,17 @@ from torch.testing._internal.common_modules import module_db  # noqa: E402
 OP = next(o for o in op_db if o.name == "nn.functional.prelu")
 MODULE = next(m for m in module_db if m.module_cls is torch.nn.PReLU)
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return request.param
 
 
 @pytest.fixture(params=["cpp", "eager"])
-def backend(request, monkeypatch):
-    if request.param == "cpp":
+def backend(request, monkeypatch, device):
+    if request.param == "cpp" and device == "cpu":
         from rectifiers.nn import _prelu_cpu
 
         if not _prelu_cpu.available():
@@ -77,13 +86,13 @@ def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_reference_inputs_values_and_first_order_grads(backend, inplace, dtype):
+def test_reference_inputs_values_and_first_order_grads(backend, device, inplace, dtype):
     """test_ops' reference checks: values and gradients equal ``F.prelu``'s."""
     gen = torch.Generator().manual_seed(0)
     n = 0
-    for sample in OP.reference_inputs("cpu", dtype, requires_grad=True):
+    for sample in OP.reference_inputs(device, dtype, requires_grad=True):
         x, w = _split(sample)
-        g = torch.randn(x.shape, generator=gen).to(dtype)
+        g = torch.randn(x.shape, generator=gen).to(device=device, dtype=dtype)
         y_r, gx_r, gw_r = _grads(F.prelu, x, w, g)
         y_o, gx_o, gw_o = _grads(_ours(inplace), x, w, g)
         assert _same(y_o, y_r), sample
@@ -103,15 +112,15 @@ def test_reference_inputs_values_and_first_order_grads(backend, inplace, dtype):
     assert n > 50  # the reference set really ran
 
 
-def _gradcheck_samples():
-    return list(OP.sample_inputs("cpu", torch.float64, requires_grad=True))
+def _gradcheck_samples(device):
+    return list(OP.sample_inputs(device, torch.float64, requires_grad=True))
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_sample_inputs_gradcheck_forward_ad_batched(backend, inplace):
+def test_sample_inputs_gradcheck_forward_ad_batched(backend, device, inplace):
     """test_ops_gradients / test_ops_fwd_gradients: gradcheck with forward-mode AD and
     batched (vmap) gradients, as torch runs them for ``nn.functional.prelu``."""
-    for sample in _gradcheck_samples():
+    for sample in _gradcheck_samples(device):
         x, w = _split(sample)
         w = w.detach().requires_grad_()
         assert gradcheck(
@@ -120,8 +129,8 @@ def test_sample_inputs_gradcheck_forward_ad_batched(backend, inplace):
         ), sample
 
 
-def _gradgrad_all(inplace, full=True):
-    for sample in _gradcheck_samples():
+def _gradgrad_all(device, inplace, full=True):
+    for sample in _gradcheck_samples(device):
         x, w = _split(sample)
         w = w.detach().requires_grad_()
         assert gradgradcheck(
@@ -131,28 +140,28 @@ def _gradgrad_all(inplace, full=True):
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_sample_inputs_gradgradcheck_cpp(inplace):
+def test_sample_inputs_gradgradcheck_cpp(device, inplace):
     """test_ops_gradients' gradgrad, default backend (the slow sweep adds the eager backend,
     forward over reverse (fwgrad_bwgrad) and batched second-order gradients)."""
     from rectifiers.nn import _prelu_cpu
 
-    if not _prelu_cpu.available():
+    if device == "cpu" and not _prelu_cpu.available():
         pytest.skip(f"C++ PReLU extension unavailable: {_prelu_cpu.load_error()}")
-    _gradgrad_all(inplace, full=False)
+    _gradgrad_all(device, inplace, full=False)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_sample_inputs_gradgradcheck_every_backend(backend, inplace):
-    _gradgrad_all(inplace)
+def test_sample_inputs_gradgradcheck_every_backend(backend, device, inplace):
+    _gradgrad_all(device, inplace)
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_error_inputs_raise_torch_exception_type(backend, inplace):
+def test_error_inputs_raise_torch_exception_type(backend, device, inplace):
     """test_ops' error inputs: the exception type torch raises, with our message, and an
     in-place call leaves its input untouched."""
     n = 0
-    for err in OP.error_inputs("cpu"):
+    for err in OP.error_inputs(device):
         x, w = _split(err.sample_input)
         with pytest.raises(err.error_type):
             F.prelu(x, w)
@@ -189,17 +198,17 @@ def test_more_bad_inputs_raise_torch_exception_type(x, w):
 # ----------------------------------------------------------------------------- ModuleInfo
 
 
-def _module_inputs(dtype):
+def _module_inputs(dtype, device):
     return MODULE.module_inputs_func(
-        MODULE, device="cpu", dtype=dtype, requires_grad=True, training=True
+        MODULE, device=device, dtype=dtype, requires_grad=True, training=True
     )
 
 
-def _twins(module_input, dtype, inplace, init_only=False):
+def _twins(module_input, dtype, device, inplace, init_only=False):
     args, kwargs = module_input.constructor_input.args, module_input.constructor_input.kwargs
     torch.manual_seed(0)
-    ref = torch.nn.PReLU(*args, **kwargs, device="cpu", dtype=dtype)
-    ours = PReLU(*args, **kwargs, inplace=inplace, device="cpu", dtype=dtype)
+    ref = torch.nn.PReLU(*args, **kwargs, device=device, dtype=dtype)
+    ours = PReLU(*args, **kwargs, inplace=inplace, device=device, dtype=dtype)
     if init_only:
         return ours, ref
     with torch.no_grad():
@@ -214,23 +223,24 @@ def _run(module, x, inplace):
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_module_inputs_forward_grads_factory_and_layouts(backend, inplace, dtype):
+def test_module_inputs_forward_grads_factory_and_layouts(backend, device, inplace, dtype):
     """test_modules: forward (and reference_fn), factory kwargs, state_dict, repr, gradients,
     non-contiguous and channels_last inputs."""
     n = 0
-    for mi in _module_inputs(dtype):
+    for mi in _module_inputs(dtype, device):
         if mi.reference_fn is not None:
             # torch's reference functions assume the initial (equal) slopes
-            fresh, _ = _twins(mi, dtype, inplace, init_only=True)
+            fresh, _ = _twins(mi, dtype, device, inplace, init_only=True)
             xin = mi.forward_input.args[0].detach()
             expect = mi.reference_fn(fresh, xin)
             torch.testing.assert_close(_run(fresh, xin, inplace), expect)
-        ours, ref = _twins(mi, dtype, inplace)
+        ours, ref = _twins(mi, dtype, device, inplace)
         assert ours.weight.dtype == dtype and ours.weight.shape == ref.weight.shape
+        assert ours.weight.device == mi.forward_input.args[0].device
         assert list(ours.state_dict()) == list(ref.state_dict())
         assert repr(ours).startswith("PReLU(num_parameters=")
         x = mi.forward_input.args[0]
-        g = torch.randn(x.shape, dtype=dtype)
+        g = torch.randn(x.shape, dtype=dtype, device=device)
         variants = [x]
         if x.ndim >= 1 and x.numel() > 1:
             variants.append(x.detach().repeat_interleave(2, dim=-1)[..., ::2])  # strided
@@ -253,11 +263,11 @@ def test_module_inputs_forward_grads_factory_and_layouts(backend, inplace, dtype
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out", "inplace"])
-def test_module_inputs_gradcheck_and_gradgradcheck(backend, inplace):
+def test_module_inputs_gradcheck_and_gradgradcheck(backend, device, inplace):
     """test_modules' test_grad / test_gradgrad: input and parameters, through
     ``torch.func.functional_call`` as torch does."""
-    for mi in _module_inputs(torch.float64):
-        ours, _ = _twins(mi, torch.float64, inplace)
+    for mi in _module_inputs(torch.float64, device):
+        ours, _ = _twins(mi, torch.float64, device, inplace)
         x = mi.forward_input.args[0]
         w = ours.weight.detach().clone().requires_grad_()
 
@@ -271,14 +281,14 @@ def test_module_inputs_gradcheck_and_gradgradcheck(backend, inplace):
 
 # vmap over the slopes: torch's own _prelu_kernel batch rule warns about a resized output
 @pytest.mark.filterwarnings("ignore:An output with one or more elements was resized")
-def test_torch_func_matches_torch_nn_prelu():
+def test_torch_func_matches_torch_nn_prelu(device):
     """grad, vmap, jacrev, jvp and functional_call give torch.nn.PReLU's results."""
     torch.manual_seed(0)
-    ours, ref = PReLU(3), torch.nn.PReLU(3)
+    ours, ref = PReLU(3).to(device), torch.nn.PReLU(3).to(device)
     with torch.no_grad():
         ref.weight.copy_(torch.tensor([0.25, -0.5, 0.1]))
     ours.load_state_dict(ref.state_dict())
-    x = torch.randn(4, 2, 3, 5)
+    x = torch.randn(4, 2, 3, 5).to(device)
 
     def loss(module, params, x):
         return torch.func.functional_call(module, params, (x,)).pow(2).sum()
@@ -288,7 +298,7 @@ def test_torch_func_matches_torch_nn_prelu():
     g_r = torch.func.grad(functools.partial(loss, ref))(p_r, x[0])
     torch.testing.assert_close(g_o["weight"], g_r["weight"])
     assert torch.equal(torch.func.vmap(ours)(x), torch.func.vmap(ref)(x))
-    inpl = PReLU(3, inplace=True)
+    inpl = PReLU(3, inplace=True).to(device)
     inpl.load_state_dict(ref.state_dict())
     assert torch.equal(torch.func.vmap(lambda t: inpl(t * 1))(x), torch.func.vmap(ref)(x))
     w0 = ref.weight.detach()
@@ -306,24 +316,24 @@ def test_torch_func_matches_torch_nn_prelu():
         out_r = torch.func.jvp(lambda v: F.prelu(v, w0), (x[0],), (t[0],))
         assert torch.equal(out_o[0], out_r[0]) and torch.equal(out_o[1], out_r[1])
     # vmap over the slopes, and over both
-    ws = torch.rand(5, 3)
+    ws = torch.rand(5, 3).to(device)
     torch.testing.assert_close(
         torch.func.vmap(lambda w: prelu(x[0], w))(ws), torch.stack([F.prelu(x[0], w) for w in ws])
     )
-    xs = torch.randn(5, 2, 3, 4)
+    xs = torch.randn(5, 2, 3, 4).to(device)
     torch.testing.assert_close(
         torch.func.vmap(prelu)(xs, ws),
         torch.stack([F.prelu(a, b) for a, b in zip(xs, ws, strict=True)]),
     )
 
 
-def test_registered_operators_under_vmap_and_forward_ad():
+def test_registered_operators_under_vmap_and_forward_ad(device):
     """The operators themselves (not only the Python wrapper) have vmap and forward AD."""
     torch.manual_seed(0)
-    x, w = torch.randn(6, 2, 3, 4), torch.tensor([0.2, -0.3, 0.5])
+    x, w = torch.randn(6, 2, 3, 4).to(device), torch.tensor([0.2, -0.3, 0.5], device=device)
     ref = torch.stack([F.prelu(v, w) for v in x])
     assert torch.equal(torch.func.vmap(torch.ops.rectifiers.prelu, (0, None))(x, w), ref)
-    ws = torch.rand(6, 3)
+    ws = torch.rand(6, 3).to(device)
     got = torch.func.vmap(torch.ops.rectifiers.prelu, (None, 0))(x[0], ws)
     torch.testing.assert_close(got, torch.stack([F.prelu(x[0], v) for v in ws]))
     xb = x.clone()

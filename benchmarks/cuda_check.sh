@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU checks, in one go, on a machine with a CUDA device and a CUDA build of torch:
+# the CUDA tests (tests/test_cuda.py and the CUDA half of the OpInfo/ModuleInfo sweep), then
+# PReLU's cost and memory ratios on the GPU (benchmarks/prelu_cost.py, prelu_memory.py).
+#
+#   bash benchmarks/cuda_check.sh [OUT_DIR] [PYTHON]     (defaults: cuda-check, python3)
+#
+# Runs from a source checkout (PYTHONPATH=src); the C++ CPU kernels are not built
+# (RECTIFIERS_NO_CPP=1: the CPU side of the comparisons uses the eager formulas).
+# Each step writes its output to OUT_DIR and the script goes on after a failing step;
+# STEPS="tests.log prelu_cost.md ..." runs only the steps named.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-cuda-check}"
+py="${2:-python3}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 RECTIFIERS_NO_CPP=1
+status=0
+step() {  # step NAME LIMIT_S CMD...: run CMD with a time limit, tee its output to OUT_DIR/NAME
+  local name=$1 limit=$2
+  shift 2
+  if [ -n "${STEPS:-}" ] && [[ " $STEPS " != *" $name "* ]]; then return; fi
+  echo "== $name: $*"
+  timeout "$limit" "$@" 2>&1 | tee "$out/$name"
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || { echo "== $name failed (exit $rc)"; status=1; }
+}
+{ nvidia-smi -L; "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+  lscpu | grep "Model name"; } 2>&1 | tee "$out/machine.txt"
+step tests.log 240 "$py" -m pytest -q -p no:cacheprovider -k cuda \
+  tests/test_cuda.py tests/nn/test_prelu_opinfo.py
+step prelu_cost.md 60 "$py" benchmarks/prelu_cost.py --device cuda --rounds 11
+step train_small.md 80 "$py" benchmarks/prelu_cost.py --device cuda --train prelunet_small \
+  --batch 256 --rounds 11
+step memory.md 60 "$py" benchmarks/prelu_memory.py --device cuda --batch-a 16
+step train_a.md 90 "$py" benchmarks/prelu_cost.py --device cuda --train prelunet_a --batch 32 \
+  --rounds 5 --only bf16
+step train_small_compiled.md 90 "$py" benchmarks/prelu_cost.py --device cuda \
+  --train prelunet_small --batch 256 --rounds 11 --compiled --only "bf16 channels_last"
+exit $status
