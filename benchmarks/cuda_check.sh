@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks, in one go, on a machine with a CUDA device and a CUDA build of torch:
-# the CUDA tests (tests/test_cuda.py and the CUDA half of the OpInfo/ModuleInfo sweep), then
-# PReLU's cost and memory ratios on the GPU (benchmarks/prelu_cost.py, prelu_memory.py).
+# The GPU checks, in one go, on a machine with a CUDA device and a CUDA build of torch: the
+# CUDA tests (tests/test_cuda.py and the CUDA cases of the OpInfo/ModuleInfo sweep and of the
+# compile test, slow ones included), then PReLU's cost and memory ratios on the GPU
+# (benchmarks/prelu_cost.py, prelu_memory.py).
 #
 #   bash benchmarks/cuda_check.sh [OUT_DIR] [PYTHON]     (defaults: cuda-check, python3)
 #
@@ -27,8 +28,8 @@ step() {  # step NAME LIMIT_S CMD...: run CMD with a time limit, tee its output 
 }
 { nvidia-smi -L; "$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
   lscpu | grep "Model name"; } 2>&1 | tee "$out/machine.txt"
-step tests.log 240 "$py" -m pytest -q -p no:cacheprovider -k cuda \
-  tests/test_cuda.py tests/nn/test_prelu_opinfo.py
+step tests.log 300 "$py" -m pytest -q -p no:cacheprovider -k cuda -m "slow or not slow" \
+  tests/test_cuda.py tests/nn/test_prelu_opinfo.py tests/nn/test_prelu.py
 step prelu_cost.md 60 "$py" benchmarks/prelu_cost.py --device cuda --rounds 11
 step train_small.md 80 "$py" benchmarks/prelu_cost.py --device cuda --train prelunet_small \
   --batch 256 --rounds 11
