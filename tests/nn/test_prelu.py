@@ -695,3 +695,42 @@ def test_cpp_layer_in_place_on_a_leaf_is_refused_before_writing(cpp_backend):
     with pytest.raises(RuntimeError, match="leaf Variable"):
         prelu(x, torch.full((3,), 0.25), inplace=True)
     assert torch.equal(x.detach(), before)
+
+
+def test_slope_prefetch_one_copy_per_step_and_version_checked(monkeypatch):
+    """The logic of the GPU slope prefetch (rectifiers.nn.prelu._SlopePrefetch), run on CPU
+    tensors: after a step every tracked slope is read from one shared copy; a slope written
+    since (its version moved) or re-allocated is read afresh, never from a stale copy."""
+    import torch.optim.optimizer as optim_mod
+
+    from rectifiers.nn.prelu import _SlopePrefetch
+
+    hooks = []
+    monkeypatch.setattr(optim_mod, "register_optimizer_step_post_hook", hooks.append)
+    pf = _SlopePrefetch()
+    a = torch.nn.Parameter(torch.tensor([0.25, -0.5, 0.75]))
+    b = torch.nn.Parameter(torch.tensor(0.3))  # 0-d, as F.prelu accepts
+    c = torch.nn.Parameter(torch.tensor([0.1, 0.2], dtype=torch.float64))
+    assert torch.equal(pf.read(a), a.detach()) and torch.equal(pf.read(b), b.detach())
+    pf.read(c)
+    pf.read(a * 1)  # a non-leaf is read but not tracked
+    assert hooks == [pf._after_step] and len(pf._copies) == 3
+    opt = torch.optim.SGD([a, b, c], lr=0.5)
+    for p in (a, b, c):
+        p.grad = torch.ones_like(p)
+    opt.step()
+    pf._after_step(opt, (), {})
+    host_a, host_b, host_c = pf._copies[a][2], pf._copies[b][2], pf._copies[c][2]
+    # one buffer for the fp32 slopes (one copy), another for the fp64 ones
+    assert host_a.untyped_storage().data_ptr() == host_b.untyped_storage().data_ptr()
+    assert host_c.untyped_storage().data_ptr() != host_a.untyped_storage().data_ptr()
+    assert host_a.data_ptr() != a.data_ptr()  # a copy, not the parameter
+    for p, host in ((a, host_a), (b, host_b), (c, host_c)):
+        got = pf.read(p)
+        assert got is host and got.shape == p.shape and torch.equal(got, p.detach())
+    with torch.no_grad():
+        a.mul_(-1)  # written after the step: the version moves, the copy is stale
+    assert torch.equal(pf.read(a), a.detach()) and pf.read(a) is not host_a
+    a.data = torch.tensor([0.5, 0.5, 0.5])  # another storage
+    assert torch.equal(pf.read(a), a.detach())
+    assert pf.read(b) is host_b  # untouched

@@ -186,13 +186,13 @@ class _SlopePrefetch:
     on an H200: a PReLU-net train step 1.5x the ReLU-net's, against 1.2x for the out-of-place
     layer). Slopes change in optimizer steps, so after every ``optimizer.step()`` (a global
     post-step hook, a no-op until an in-place layer has run on a GPU) the slopes of every
-    in-place layer seen on a GPU are copied to pinned host memory without blocking, behind an
-    event. The next forward waits for that copy only, which was queued right after the step,
-    not for the layers queued since. A copy is used only while the slopes' version counter and
-    storage are those it was taken with; otherwise (the first step, slopes set by hand, an
-    optimizer outside ``torch.optim``) the layer reads the slopes directly. Not seen by the
-    version counter: writes through ``.data`` between ``optimizer.step()`` and the forward;
-    write slopes under ``torch.no_grad()`` instead (``load_state_dict`` does).
+    in-place layer seen on a GPU are copied to pinned host memory without blocking, all in one
+    copy behind one event. The next forward waits for that copy only, which was queued right
+    after the step, not for the layers queued since. A copy is used only while the slopes'
+    version counter and storage are those it was taken with; otherwise (the first step, slopes
+    set by hand, an optimizer outside ``torch.optim``) the layer reads the slopes directly. Not
+    seen by the version counter: writes through ``.data`` between ``optimizer.step()`` and the
+    forward; write slopes under ``torch.no_grad()`` instead (``load_state_dict`` does).
     """
 
     def __init__(self) -> None:
@@ -207,7 +207,8 @@ class _SlopePrefetch:
         if entry is not None:
             version, ptr, host, event = entry
             if version == weight._version and ptr == weight.data_ptr():
-                event.synchronize()
+                if event is not None:
+                    event.synchronize()
                 return host
         host = weight.detach().cpu()  # a synchronising read
         if weight.is_leaf:  # a parameter: worth fetching after each optimizer step
@@ -220,14 +221,27 @@ class _SlopePrefetch:
         return host
 
     def _after_step(self, optimizer, args, kwargs) -> None:
-        # every tracked slope, stepped by this optimizer or not: fused optimizers update
-        # parameters without bumping their version counters
+        # every tracked slope, stepped by this optimizer or not (fused optimizers update
+        # parameters without bumping their version counters), in one copy per device and
+        # dtype: one gather on the device, one pinned buffer, one copy, one event
+        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for weight in list(self._copies.keys()):
-            host = torch.empty(weight.shape, dtype=weight.dtype, pin_memory=True)
-            host.copy_(weight.detach(), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record(torch.cuda.current_stream(weight.device))
-            self._copies[weight] = (weight._version, weight.data_ptr(), host, event)
+            groups.setdefault((weight.device, weight.dtype), []).append(weight)
+        for (device, dtype), slopes in groups.items():
+            flat = torch.cat([w.detach().reshape(-1) for w in slopes])
+            cuda = device.type == "cuda"
+            host = torch.empty(flat.shape, dtype=dtype, pin_memory=cuda)
+            host.copy_(flat, non_blocking=cuda)
+            event = None
+            if cuda:
+                event = torch.cuda.Event()
+                event.record(torch.cuda.current_stream(device))
+            offset = 0
+            for w in slopes:
+                n = w.numel()
+                view = host[offset:offset + n].view(w.shape)
+                self._copies[w] = (w._version, w.data_ptr(), view, event)
+                offset += n
 
 
 _prefetch = _SlopePrefetch()
