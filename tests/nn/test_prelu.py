@@ -698,12 +698,12 @@ def test_cpp_layer_in_place_on_a_leaf_is_refused_before_writing(cpp_backend):
 
 
 def test_slope_prefetch_one_copy_per_step_and_version_checked(monkeypatch):
-    """The logic of the GPU slope prefetch (rectifiers.nn.prelu._SlopePrefetch), run on CPU
+    """The logic of the GPU slope prefetch (rectifiers.nn._prelu_slopes), run on CPU
     tensors: after a step every tracked slope is read from one shared copy; a slope written
     since (its version moved) or re-allocated is read afresh, never from a stale copy."""
     import torch.optim.optimizer as optim_mod
 
-    from rectifiers.nn.prelu import _SlopePrefetch
+    from rectifiers.nn._prelu_slopes import _SlopePrefetch
 
     hooks = []
     monkeypatch.setattr(optim_mod, "register_optimizer_step_post_hook", hooks.append)

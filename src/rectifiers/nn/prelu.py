@@ -36,9 +36,9 @@ kernel for tracing, a vmap rule, and an ``Autograd`` kernel:
 On CUDA (and with the eager backend) the autograd function calls ATen's ``_prelu_kernel``
 directly and its first-order backward is ATen's fused ``_prelu_kernel_backward`` plus one
 reduction of the slope terms (fp32 accumulation). In-place layers on a GPU read their slopes
-from a host copy prefetched after every ``optimizer.step()`` (:class:`_SlopePrefetch`), so a
-training forward does not synchronise with the GPU to pick what to save. Tested on an H200
-(``tests/test_cuda.py``; benchmarks/RESULTS.md for the costs).
+from a host copy prefetched after every ``optimizer.step()`` (``rectifiers.nn._prelu_slopes``),
+so a training forward does not synchronise with the GPU to pick what to save. Tested on an
+H200 (``tests/test_cuda.py``; benchmarks/RESULTS.md for the costs).
 
 The hot path is C++ end to end: for plain dense CPU tensors (contiguous or channels_last, no
 forward-mode tangent, no ``torch.func`` transform or dispatch mode) :func:`prelu` and the module
@@ -103,7 +103,6 @@ import math
 import os
 import warnings
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -118,6 +117,7 @@ from rectifiers.nn._prelu_math import (
     _vmap_rule,
     _w1,
 )
+from rectifiers.nn._prelu_slopes import _save_mode
 from rectifiers.nn.zoo_ops import _graph_mode
 
 __all__ = ["PReLU", "prelu", "set_prelu_backend", "get_prelu_backend"]
@@ -175,96 +175,6 @@ def _cpp_layout(x: torch.Tensor, shared: bool) -> tuple[int, int] | None:
             )
         return None
     return lay
-
-
-class _SlopePrefetch:
-    """Host copies of in-place PReLU slopes that live on a GPU, taken without stalling it.
-
-    The in-place layer picks what to save from its slopes' values (the table above). On a GPU
-    reading them is a device-to-host copy that waits for every kernel queued so far and then
-    leaves the GPU idle while the host queues the next ones, once per layer and step (measured
-    on an H200: a PReLU-net train step 1.5x the ReLU-net's, against 1.2x for the out-of-place
-    layer). Slopes change in optimizer steps, so after every ``optimizer.step()`` (a global
-    post-step hook, a no-op until an in-place layer has run on a GPU) the slopes of every
-    in-place layer seen on a GPU are copied to pinned host memory without blocking, all in one
-    copy behind one event. The next forward waits for that copy only, which was queued right
-    after the step, not for the layers queued since. A copy is used only while the slopes'
-    version counter and storage are those it was taken with; otherwise (the first step, slopes
-    set by hand, an optimizer outside ``torch.optim``) the layer reads the slopes directly. Not
-    seen by the version counter: writes through ``.data`` between ``optimizer.step()`` and the
-    forward; write slopes under ``torch.no_grad()`` instead (``load_state_dict`` does).
-    """
-
-    def __init__(self) -> None:
-        from torch.utils.weak import WeakIdKeyDictionary
-
-        self._copies = WeakIdKeyDictionary()  # slope -> (version, data_ptr, host, event)
-        self._hooked = False
-
-    def read(self, weight: torch.Tensor) -> torch.Tensor:
-        """``weight``'s values on the host (a prefetched copy where one is current)."""
-        entry = self._copies.get(weight)
-        if entry is not None:
-            version, ptr, host, event = entry
-            if version == weight._version and ptr == weight.data_ptr():
-                if event is not None:
-                    event.synchronize()
-                return host
-        host = weight.detach().cpu()  # a synchronising read
-        if weight.is_leaf:  # a parameter: worth fetching after each optimizer step
-            if not self._hooked:
-                from torch.optim.optimizer import register_optimizer_step_post_hook
-
-                register_optimizer_step_post_hook(self._after_step)
-                self._hooked = True
-            self._copies[weight] = (-1, 0, host, None)  # tracked; no current copy yet
-        return host
-
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        # every tracked slope, stepped by this optimizer or not (fused optimizers update
-        # parameters without bumping their version counters), in one copy per device and
-        # dtype: one gather on the device, one pinned buffer, one copy, one event
-        groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-        for weight in list(self._copies.keys()):
-            groups.setdefault((weight.device, weight.dtype), []).append(weight)
-        for (device, dtype), slopes in groups.items():
-            flat = torch.cat([w.detach().reshape(-1) for w in slopes])
-            cuda = device.type == "cuda"
-            host = torch.empty(flat.shape, dtype=dtype, pin_memory=cuda)
-            host.copy_(flat, non_blocking=cuda)
-            event = None
-            if cuda:
-                event = torch.cuda.Event()
-                event.record(torch.cuda.current_stream(device))
-            offset = 0
-            for w in slopes:
-                n = w.numel()
-                view = host[offset:offset + n].view(w.shape)
-                self._copies[w] = (w._version, w.data_ptr(), view, event)
-                offset += n
-
-
-_prefetch = _SlopePrefetch()
-
-
-def _save_mode(weight: torch.Tensor, dtype: torch.dtype) -> str:
-    """What in-place mode must keep for an exact backward (see module docstring)."""
-    # one host read of the slopes, then numpy (a few microseconds, unlike ~8 tiny torch ops);
-    # compared in the input's dtype (what the kernel multiplies by): a threshold in another
-    # dtype could round to 0
-    if weight.device.type == "meta":
-        return "input"  # no values to inspect (shape-only tracing): the always-exact choice
-    if weight.device.type == "cuda":
-        w = _prefetch.read(weight)
-    else:
-        w = weight.detach().cpu()  # a view on the CPU; another device: one small copy
-    w = w.reshape(-1).to(dtype)
-    a = w.numpy() if w.dtype in (torch.float32, torch.float64) else w.float().numpy()
-    tiny = a.dtype.type(torch.finfo(dtype).tiny ** 0.25)
-    mag = np.abs(a)
-    if not bool(np.all((mag >= tiny) & (mag <= 1.0))):  # nan fails both comparisons
-        return "input"
-    return "mask" if bool((a < 0).any()) else "output"
 
 
 # ----------------------------------------------------------- kernels (below autograd)
