@@ -293,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = resolve_device(args.device)
     check_amp(device, args.amp)
     info = setup(device.type)
+    finished = False
     try:
         weights = args.weights or [1.0] * len(args.checkpoints)
         members = [
@@ -322,8 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if info.is_main:
             _report(args, argv, ens, data, metrics, seconds, info.world_size, device, out_dir,
                     skipped)
+        finished = True
     finally:
-        teardown(info)
+        teardown(info, finished)
     return 0
 
 

@@ -57,9 +57,22 @@ def setup(device_type: str) -> DistInfo:
     return DistInfo(rank, world, local_rank, True)
 
 
-def teardown(info: DistInfo) -> None:
-    if info.initialized_here and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(info: DistInfo, finished: bool) -> None:
+    """Leave the process group we joined.
+
+    ``finished``: every rank got to the end normally. Then all ranks meet at a barrier first:
+    gloo's worker threads free a finished collective (and the Python tensors it holds) shortly
+    after the caller has seen it complete, and a rank whose last collective is its last act
+    (rank 1, while rank 0 writes the files) could reach interpreter shutdown before that free,
+    which then aborts the process ("terminate called without an active exception", exit -6).
+    The barrier waits for every earlier collective, so their frees happen while Python is still
+    alive. After an error there is no barrier (the other ranks may never come; torchrun stops
+    them)."""
+    if not (info.initialized_here and dist.is_initialized()):
+        return
+    if finished:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def all_reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> list[float]:

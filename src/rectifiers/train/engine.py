@@ -169,14 +169,17 @@ def train(cfg: TrainConfig, *, model: nn.Module | None = None, train_set: Any = 
     device = resolve_device(cfg.device)
     check_amp(device, cfg.amp)
     info = dist_utils.setup(device.type)
+    finished = False
     try:
         run = _start(cfg, device, info, model, train_set, val_set)
         try:
-            return _loop(run, on_step, on_epoch, eval_at_start)
+            result = _loop(run, on_step, on_epoch, eval_at_start)
         finally:
             run.steplog.close()
+        finished = True
+        return result
     finally:
-        dist_utils.teardown(info)
+        dist_utils.teardown(info, finished)
 
 
 def _start(cfg: TrainConfig, device: torch.device, info: DistInfo, model: nn.Module | None,
