@@ -416,6 +416,50 @@ def test_cpp_low_precision_matches_aten(count_cpp, dtype, channels_last):
     assert torch.all((gw_o.double() - exact).abs() <= half_ulp * exact.abs() + 1e-6 * scale)
 
 
+def _same_bits_or_both_nan(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise equal where not NaN (so inf is not max, -0 is not 0), NaN at the same places (its
+    payload is not meaningful: ATen's vector and scalar conversions make different NaNs)."""
+    nan = a.isnan()
+    if not torch.equal(nan, b.isnan()):
+        return False
+    bits = {torch.float32: torch.int32, torch.bfloat16: torch.int16, torch.float16: torch.int16}
+    return torch.equal(a[~nan].view(bits[a.dtype]), b[~nan].view(bits[b.dtype]))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("mode", ["out", "inplace", "inplace_mask", "inplace_input"])
+def test_cpp_special_values_match_aten_in_every_save_mode(count_cpp, dtype, mode,
+                                                          channels_last):
+    """NaN, +-inf, +-0, subnormals and the dtype's extremes in x and in g: values and input
+    gradients are ATen's bit for bit, in runs long enough for the kernels' vector bodies and
+    their tails (planes of 81 = 5 x 16 + 1; channels_last slope tiles of 255 = 15 x 16 + 15),
+    in every save mode of the in-place layer."""
+    slopes = {"inplace_mask": [0.25, -0.5, 0.75], "inplace_input": [0.0, 1.5, 0.25]}
+    w = torch.tensor(slopes.get(mode, [0.25, 0.1, 0.75])).to(dtype)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 3, 9, 9, generator=gen).to(dtype)
+    g = torch.randn(2, 3, 9, 9, generator=gen).to(dtype)
+    fi = torch.finfo(dtype)
+    special = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, fi.max,
+                            -fi.max, fi.tiny, fi.smallest_normal / 4, -fi.smallest_normal / 4],
+                           dtype=dtype)
+    for t in (x, g):
+        idx = torch.randperm(t.numel(), generator=gen)[:4 * special.numel()]
+        t.view(-1)[idx] = special.repeat(4)
+    if channels_last:
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    y_r, gx_r, _ = _ref(x, w, g)
+    y_o, gx_o, _ = _ours(x, w, g, inplace=mode != "out")
+    assert count_cpp["backward"] == 1
+    if mode == "inplace_input":
+        # x.copy_(prelu(x.clone())): autograd adds copy_'s zero gradient for the overwritten
+        # x to the gradient through the clone, and 0 + -0 is +0
+        gx_r = gx_r + 0.0
+    assert _same_bits_or_both_nan(y_o, y_r)
+    assert _same_bits_or_both_nan(gx_o, gx_r)
+
+
 def test_cpp_deterministic_for_any_thread_count(cpp_backend):
     torch.manual_seed(0)
     x = torch.randn(4, 6, 50, 50)
