@@ -28,7 +28,10 @@ weight gradient is otherwise mapped and page-faulted afresh every step)::
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=68719476736 \\
         .venv/bin/python benchmarks/prelu_cost.py [--rounds 15] [--backend cpp|eager] \\
         [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]] \\
-        [--device cuda] [--only LABEL]
+        [--device cuda] [--only LABEL] [--kernels]
+
+``--kernels`` times the fused CPU kernels alone (no autograd) against ``relu_`` and
+``threshold_backward``, in fp32 and bf16.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import time
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from rectifiers.models import create_model
 from rectifiers.nn import PReLU, set_prelu_backend
@@ -178,6 +182,60 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
     return rows
 
 
+def _kernel_row(shape, dtype, rounds: int, clock) -> tuple[dict[str, float], float, float]:
+    """Median ms of each kernel and the median per-round ratios fwd/relu_, bwd/threshold."""
+    from rectifiers.nn import _prelu_cpu
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen).to(dtype)
+    g = torch.randn(shape, generator=gen).to(dtype)
+    w = torch.full((shape[1],), 0.25, dtype=dtype)
+    lay = (shape[1], x[0, 0].numel())
+    y = F.prelu(x, w)  # in place below: y is a fixed point of both forwards after one call
+    inner = max(1, int(2e7 // x.numel()))  # ~20 M elements per sample
+    fns = {
+        "fwd": lambda: _prelu_cpu.forward(y, w, lay, y),
+        "relu_": lambda: torch.relu_(y),
+        "bwd": lambda: _prelu_cpu.backward(g, y, w, None, lay, True, dtype),
+        "thr": lambda: torch.ops.aten.threshold_backward(g, y, 0),
+    }
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = clock()
+            for _ in range(inner):
+                fn()
+            times[k].append((clock() - t0) / inner * 1e3)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    fr = statistics.median(a / b for a, b in zip(times["fwd"], times["relu_"], strict=True))
+    br = statistics.median(a / b for a, b in zip(times["bwd"], times["thr"], strict=True))
+    return med, fr, br
+
+
+def kernel_bench(rounds: int, clock, only: str | None) -> None:
+    """The fused CPU kernels alone (no autograd), in place on contiguous NCHW tensors: forward
+    vs ``torch.relu_``, backward (output saved) vs ``aten::threshold_backward``, on
+    prelunet_small's activation shapes at batch 64 and on (32,64,56,56), fp32 and bf16."""
+    from rectifiers.nn import _prelu_cpu
+
+    if not _prelu_cpu.available():
+        raise SystemExit(f"--kernels needs the C++ kernels: {_prelu_cpu.load_error()}")
+    print("| tensor | fwd ms | relu_ ms | fwd / relu_ | bwd ms | threshold_backward ms | "
+          "bwd / threshold_backward |")
+    print("|---|---|---|---|---|---|---|")
+    shapes = [(64, 32, 28, 28), (64, 64, 14, 14), (64, 128, 7, 7), (32, 64, 56, 56)]
+    for dtype in (torch.float32, torch.bfloat16):
+        for shape in shapes:
+            label = f"{shape} {'bf16' if dtype == torch.bfloat16 else 'fp32'}"
+            if only and only not in label:
+                continue
+            med, fr, br = _kernel_row(shape, dtype, rounds, clock)
+            print(f"| {label} | {med['fwd']:.3f} | {med['relu_']:.3f} | {fr:.2f} | "
+                  f"{med['bwd']:.3f} | {med['thr']:.3f} | {br:.2f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -195,6 +253,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1, help="train steps per timing sample")
     ap.add_argument("--compiled", action="store_true",
                     help="with --train: torch.compile(model, fullgraph=True)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="instead: the fused CPU kernels alone (forward vs relu_, backward vs "
+                    "threshold_backward), fp32 and bf16")
     ap.add_argument("--device", default="cpu",
                     help="cpu (default) or a CUDA device; on a GPU the clock is wall time "
                     "after torch.cuda.synchronize, and bf16 rows are added")
@@ -206,6 +267,9 @@ def main() -> None:
     clock = make_clock(args.clock, device)
     print(f"# {device_name(device)}; torch {torch.__version__}; backend {args.backend}; "
           f"clock {'wall (synchronized)' if device != 'cpu' else args.clock}")
+    if args.kernels:
+        kernel_bench(args.rounds, clock, args.only)
+        return
     if args.train:
         small = args.train == "prelunet_small"
         extra = (" PReLU-net inplace=False / ReLU-net |" if device != "cpu" else "")
