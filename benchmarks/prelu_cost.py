@@ -30,6 +30,8 @@ weight gradient is otherwise mapped and page-faulted afresh every step)::
         [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]] \\
         [--device cuda] [--only LABEL] [--kernels]
 
+``--train MODEL --pools`` times the model's max pooling on each net's own activations (ATen's
+NCHW max pooling is slower on data with negative values than on a ReLU's zeros).
 ``--kernels`` times the fused CPU kernels alone (no autograd) against ``relu_`` and
 ``threshold_backward``, in fp32 and bf16.
 """
@@ -182,6 +184,57 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
     return rows
 
 
+def pool_bench(model_name: str, batch: int, size: int, in_chans: int, num_classes: int,
+               rounds: int, clock) -> None:
+    """The model's max-pooling layers timed on the PReLU-net's and the ReLU-net's own inputs to
+    them (one bf16 autocast forward of each freshly initialised net, contiguous): ATen's NCHW
+    max pooling branches on every comparison, so its cost depends on the data (many exact zeros
+    after a ReLU, negative values after a PReLU); the ReLU-net's inputs with their negatives
+    clamped to 0 isolate that."""
+    caps = {}
+    for act in ("relu", "prelu"):
+        torch.manual_seed(0)
+        kw = {"input_size": size} if model_name == "prelunet_small" else {}
+        model = create_model(model_name, num_classes=num_classes, in_chans=in_chans, act=act,
+                             **kw).train()
+        pools = [m for m in model.modules()
+                 if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d))]
+        got: list[tuple[nn.Module, torch.Tensor]] = []
+
+        def keep(m, i, o, got=got):
+            got.append((m, i[0].detach().clone()))
+
+        hooks = [m.register_forward_hook(keep) for m in pools]
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            model(torch.randn(batch, in_chans, size, size))
+        for h in hooks:
+            h.remove()
+        caps[act] = got
+    print("| pooling layer | input | ReLU-net's input ms | PReLU-net's input ms | PReLU's with "
+          "negatives set to 0 ms | PReLU / ReLU |")
+    print("|---|---|---|---|---|---|")
+    pairs = [(pool, a, b, "contiguous") for (pool, a), (_, b) in
+             zip(caps["relu"], caps["prelu"], strict=True)]
+    pairs += [(pool, a.contiguous(memory_format=torch.channels_last),
+               b.contiguous(memory_format=torch.channels_last), "channels_last")
+              for pool, a, b, _ in pairs]
+    for pool, a, b, layout in pairs:
+        inputs = {"relu": a, "prelu": b, "clamped": b.clamp(min=0)}
+        times: dict[str, list[float]] = {k: [] for k in inputs}
+        with torch.no_grad():
+            for _ in range(rounds):
+                for k, t in inputs.items():
+                    t0 = clock()
+                    for _ in range(5):
+                        pool(t)
+                    times[k].append((clock() - t0) / 5 * 1e3)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| {type(pool).__name__} | {tuple(a.shape)} {str(a.dtype).replace('torch.', '')} "
+              f"{layout} "
+              f"| {med['relu']:.3f} | {med['prelu']:.3f} | {med['clamped']:.3f} | "
+              f"{med['prelu'] / med['relu']:.2f} |", flush=True)
+
+
 def _kernel_row(shape, dtype, rounds: int, clock) -> tuple[dict[str, float], float, float]:
     """Median ms of each kernel and the median per-round ratios fwd/relu_, bwd/threshold."""
     from rectifiers.nn import _prelu_cpu
@@ -253,6 +306,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1, help="train steps per timing sample")
     ap.add_argument("--compiled", action="store_true",
                     help="with --train: torch.compile(model, fullgraph=True)")
+    ap.add_argument("--pools", action="store_true",
+                    help="with --train: instead, the model's max pooling on the PReLU-net's and "
+                    "the ReLU-net's own activations (its cost depends on the data)")
     ap.add_argument("--kernels", action="store_true",
                     help="instead: the fused CPU kernels alone (forward vs relu_, backward vs "
                     "threshold_backward), fp32 and bf16")
@@ -272,6 +328,10 @@ def main() -> None:
         return
     if args.train:
         small = args.train == "prelunet_small"
+        if args.pools:
+            pool_bench(args.train, args.batch, 28 if small else 224, 1 if small else 3,
+                       10 if small else 1000, args.rounds, clock)
+            return
         extra = (" PReLU-net inplace=False / ReLU-net |" if device != "cpu" else "")
         print("| train step | PReLU-net ms | ReLU-net ms | PReLU-net / ReLU-net (median per "
               "round) |" + extra)
