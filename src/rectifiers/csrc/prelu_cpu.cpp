@@ -46,15 +46,17 @@
 #include <tuple>
 #include <type_traits>
 #include <vector>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+
+#include "prelu_bf16_avx512.h"  // RECTIFIERS_BF16_AVX512: the bf16 loop bodies in AVX-512
 
 namespace {
 
 // bf16/fp16/fp32 arithmetic happens in fp32 (as ATen's vector code), fp64 in fp64
 using rectifiers_act::Compute;
 using namespace rectifiers_plan;  // NOLINT: Plan, make_plan, kBlock, kLanes
+#ifdef RECTIFIERS_BF16_AVX512
+using namespace rectifiers_prelu_avx512;  // NOLINT: fwd_bf16_16, bwd_bf16_16
+#endif
 
 void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t inner) {
   TORCH_CHECK(s.device().is_cpu(), "rectifiers_prelu: CPU tensors only, got ", s.device());
@@ -66,52 +68,6 @@ void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t i
               "rectifiers_prelu: numel ", s.numel(), " is not a multiple of C*inner = ",
               C * inner);
 }
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define RECTIFIERS_BF16_AVX512 1
-// The bf16 loop bodies written out for AVX-512, 16 elements (= kLanes) per step: g++'s
-// vectorisation of bwd_elem<BFloat16> moved its masks through general registers and the stack
-// (~85 instructions per 16 elements, 1.6-2.2x threshold_backward). The same operations in the
-// same order per lane as the scalar code (which still runs the tails and other CPUs), so values,
-// grad_input and the lane sums are bitwise those of the generic loops.
-inline __m512 bf16_load16(const c10::BFloat16* p) {
-  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-// st<BFloat16> on 16 lanes: round to nearest even, NaN -> 0x7fc0; bits in each lane's low half
-inline __m512i bf16_round16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(
-      _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
-  return _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q),
-                               _mm512_set1_epi32(0x7fc0));
-}
-inline void fwd_bf16_16(const c10::BFloat16* x, c10::BFloat16* y, __m512 a) {
-  const __m512 v = bf16_load16(x);
-  const __mmask16 pos = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
-  const __m512 r = _mm512_mask_mov_ps(_mm512_mul_ps(a, v), pos, v);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), _mm512_cvtepi32_epi16(bf16_round16(r)));
-}
-template <bool kMask>
-inline void bwd_bf16_16(const c10::BFloat16* g, const c10::BFloat16* s, const bool* m,
-                        c10::BFloat16* gi, __m512 a, __m512& acc) {
-  const __m512 gv = bf16_load16(g);
-  const __m512 sv = bf16_load16(s);
-  __mmask16 pos;
-  if constexpr (kMask) {
-    pos = _mm_cmpneq_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(m)),
-                               _mm_setzero_si128());
-  } else {
-    pos = _mm512_cmp_ps_mask(sv, _mm512_setzero_ps(), _CMP_GT_OQ);
-  }
-  const __m512 gsel = _mm512_mask_mov_ps(_mm512_mul_ps(a, gv), pos, gv);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(gi), _mm512_cvtepi32_epi16(bf16_round16(gsel)));
-  const __m512 prod =
-      _mm512_castsi512_ps(_mm512_slli_epi32(bf16_round16(_mm512_mul_ps(gv, sv)), 16));
-  acc = _mm512_mask_add_ps(acc, static_cast<__mmask16>(~pos), acc, prod);
-}
-#endif
 
 // One contiguous run of one channel. X and Y are either distinct (restrict) or the very same
 // pointer (in place, kInplace): never a partial overlap, so both forms vectorise. The inner
@@ -142,13 +98,19 @@ __attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y,
 // the loop is long enough to vectorise even for small C (C = 16 is one vector per row).
 constexpr int64_t kTile = 256;
 
+// The slopes in the compute type, and for channels_last rows their repeated tile (empty in
+// planes mode and NCHW rows).
 template <typename A>
-std::vector<A> slope_tile(const A* w, int64_t C) {
-  const int64_t m = std::max<int64_t>(1, kTile / C);
-  std::vector<A> wt(C * m);
-  for (int64_t k = 0; k < C * m; ++k) wt[k] = w[k % C];
-  return wt;
-}
+struct SlopeTable {
+  std::vector<A> w, tile;
+  template <typename T>
+  SlopeTable(const T* wsrc, const Plan& p) : w(wsrc, wsrc + p.C) {  // T -> A
+    if (p.inner != 1 || p.planes) return;
+    const int64_t m = std::max<int64_t>(1, kTile / p.C);
+    tile.resize(p.C * m);
+    for (int64_t k = 0; k < p.C * m; ++k) tile[k] = w[k % p.C];
+  }
+};
 
 template <typename T, bool kInplace>
 __attribute__((noinline)) void fwd_tile(const T* __restrict x, T* __restrict y,
@@ -173,12 +135,10 @@ __attribute__((noinline)) void fwd_tile(const T* __restrict x, T* __restrict y,
 template <typename T, bool kInplace>
 void forward_impl(const T* x, T* y, const T* w, const Plan p) {
   using A = typename Compute<T>::type;
-  std::vector<A> wa(w, w + p.C);  // T -> A
-  const std::vector<A> tile = p.inner == 1 && !p.planes ? slope_tile(wa.data(), p.C)
-                                                        : std::vector<A>();
-  const A* wt = tile.data();
-  const A* wp = wa.data();
-  const int64_t tlen = static_cast<int64_t>(tile.size());
+  const SlopeTable<A> sl(w, p);
+  const A* wt = sl.tile.data();
+  const A* wp = sl.w.data();
+  const int64_t tlen = static_cast<int64_t>(sl.tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
     for (int64_t it = b0; it < b1; ++it) {
       if (p.planes) {
@@ -294,12 +254,10 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
   std::vector<double> partial(p.planes ? p.items : p.items * p.C, 0.0);
   double* part = partial.data();
   auto at_ = [](const bool* mp, int64_t o) { return kMask ? mp + o : nullptr; };
-  std::vector<A> wa(w, w + p.C);  // T -> A
-  const std::vector<A> tile = p.inner == 1 && !p.planes ? slope_tile(wa.data(), p.C)
-                                                        : std::vector<A>();
-  const A* wt = tile.data();
-  const A* wp = wa.data();
-  const int64_t tlen = static_cast<int64_t>(tile.size());
+  const SlopeTable<A> sl(w, p);
+  const A* wt = sl.tile.data();
+  const A* wp = sl.w.data();
+  const int64_t tlen = static_cast<int64_t>(sl.tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
     std::vector<A> acc(p.planes ? 0 : std::max(p.C, tlen));
     for (int64_t it = b0; it < b1; ++it) {
