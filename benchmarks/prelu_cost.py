@@ -189,8 +189,8 @@ def pool_bench(model_name: str, batch: int, size: int, in_chans: int, num_classe
     """The model's max-pooling layers timed on the PReLU-net's and the ReLU-net's own inputs to
     them (one bf16 autocast forward of each freshly initialised net, contiguous): ATen's NCHW
     max pooling branches on every comparison, so its cost depends on the data (many exact zeros
-    after a ReLU, negative values after a PReLU); the ReLU-net's inputs with their negatives
-    clamped to 0 isolate that."""
+    after a ReLU, negative values after a PReLU); the PReLU-net's inputs with their negatives
+    set to 0 isolate that. Each input is timed as captured (contiguous) and channels_last."""
     caps = {}
     for act in ("relu", "prelu"):
         torch.manual_seed(0)
@@ -210,7 +210,7 @@ def pool_bench(model_name: str, batch: int, size: int, in_chans: int, num_classe
         for h in hooks:
             h.remove()
         caps[act] = got
-    print("| pooling layer | input | ReLU-net's input ms | PReLU-net's input ms | PReLU's with "
+    print("| pooling layer | input | ReLU-net's input ms | PReLU-net's input ms | PReLU-net's, "
           "negatives set to 0 ms | PReLU / ReLU |")
     print("|---|---|---|---|---|---|")
     pairs = [(pool, a, b, "contiguous") for (pool, a), (_, b) in
@@ -316,6 +316,10 @@ def main() -> None:
                     help="cpu (default) or a CUDA device; on a GPU the clock is wall time "
                     "after torch.cuda.synchronize, and bf16 rows are added")
     args = ap.parse_args()
+    if (args.kernels or args.pools) and torch.device(args.device).type != "cpu":
+        ap.error("--kernels and --pools time CPU code; leave out --device")
+    if args.pools and not args.train:
+        ap.error("--pools needs --train MODEL (whose pooling layers to time)")
     set_prelu_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
