@@ -51,8 +51,9 @@ def backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(grad_input, dE/da)`` in one pass; ``dE/da`` has shape ``(C,)`` and ``grad_dtype``.
 
-    ``grad_input = pos ? g : w_c * g`` and ``dE/da_c = sum_{!pos} g * s`` (summed in fp64,
-    divided by ``w_c`` there if ``divide``: ``s`` is then the output ``y = w_c * x``, then
+    ``grad_input = pos ? g : w_c * g`` and ``dE/da_c = sum_{!pos} g * s`` (in fp32
+    within a work item, the items' partial sums in fp64, in a fixed order; divided by
+    ``w_c`` in fp64 if ``divide``: ``s`` is then the output ``y = w_c * x``, then
     rounded once) with ``pos = mask`` if given else ``s > 0``. ``g`` is made to match ``s``'s
     strides first.
     """
