@@ -91,7 +91,7 @@ def test_rrelu_training_slopes_in_range_and_gradient_consistent_on_cuda():
 @pytest.mark.parametrize(
     "a, expected", [(0.25, "output"), (-0.3, "mask"), (0.0, "input"), (float("nan"), "input")]
 )
-def test_prelu_inplace_save_modes_and_bytes_on_cuda(a, expected):
+def test_prelu_inplace_save_modes_and_bytes_on_cuda(a, expected, prelu_backend):
     torch.manual_seed(0)
     w = torch.full((4,), a, device="cuda", requires_grad=True)
     x = torch.randn(3, 4, 8, 8, device="cuda", requires_grad=True)
@@ -119,8 +119,21 @@ def test_prelu_inplace_save_modes_and_bytes_on_cuda(a, expected):
     torch.testing.assert_close(w.grad, wr.grad, rtol=1e-5, atol=1e-4, equal_nan=True)
 
 
+@pytest.fixture(params=["cpp", "eager"])
+def prelu_backend(request, monkeypatch):
+    """The layer's C++ path (csrc/slope_copies.h keeps the host copies) or its Python path
+    (rectifiers.nn._prelu_slopes)."""
+    from rectifiers.nn import _prelu_cpu
+    from rectifiers.nn import prelu as prelu_mod
+
+    if request.param == "cpp":
+        assert _prelu_cpu.available(), _prelu_cpu.load_error()  # a GPU machine has a compiler
+    monkeypatch.setattr(prelu_mod, "_backend", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("opt", ["sgd", "adam_fused"])
-def test_prelu_inplace_slopes_prefetched_after_each_step_stay_exact(opt):
+def test_prelu_inplace_slopes_prefetched_after_each_step_stay_exact(opt, prelu_backend):
     """After each optimizer step the in-place layer reads its slopes from a prefetched host
     copy (no synchronising read); gradients stay equal to torch.nn.PReLU's while big steps
     move the slopes through every save mode (positive, negative, above 1)."""
@@ -157,6 +170,8 @@ def test_prelu_inplace_slopes_prefetched_after_each_step_stay_exact(opt):
         # the first forward reads the slopes (a synchronising copy, which the debug mode
         # reports); after each step the prefetched copy is used
         assert bool(synced) == (step == 0), [str(w.message) for w in synced]
+        cpp_node = type(y.grad_fn).__name__ == "CppFunction"  # the C++ node, not the Python one
+        assert cpp_node == (prelu_backend == "cpp"), type(y.grad_fn).__name__
         y.backward(g)
         ref(xr).backward(g)
         assert torch.equal(xo.grad, xr.grad), step
@@ -172,8 +187,48 @@ def test_prelu_inplace_slopes_prefetched_after_each_step_stay_exact(opt):
     assert len(modes) >= 2, modes  # the steps really moved the slopes across modes
 
 
+@pytest.mark.parametrize("case", ["out", "inplace", "inplace_mask", "inplace_input", "shared",
+                                  "bf16_autocast", "create_graph"])
+def test_prelu_cpp_path_equals_python_path_on_cuda(case, monkeypatch):
+    """The C++ layer on CUDA (ATen's kernels under a C++ node) gives the Python path's values
+    and gradients bit for bit, in every save mode, and records its own node."""
+    from rectifiers.nn import _prelu_cpu
+    from rectifiers.nn import prelu as prelu_mod
+
+    assert _prelu_cpu.available(), _prelu_cpu.load_error()
+    slopes = {"inplace_mask": [0.25, -0.5, 0.75], "inplace_input": [0.0, 1.5, 0.25],
+              "shared": [0.3]}
+    w0 = torch.tensor(slopes.get(case, [0.25, 0.1, 0.75]), device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(7)
+    x0 = torch.randn(4, 3, 6, 5, device="cuda", generator=gen)
+    g = torch.randn(4, 3, 6, 5, device="cuda", generator=gen)
+
+    def run(backend):
+        monkeypatch.setattr(prelu_mod, "_backend", backend)
+        x, w = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+        h = x * 1
+        if case == "bf16_autocast":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                y = prelu(h.to(torch.bfloat16), w, inplace=True)
+        else:
+            y = prelu(h, w, inplace=case != "out" and case != "create_graph")
+        name = type(y.grad_fn).__name__
+        if case == "create_graph":  # double backward through the node's composite formulas
+            gx, gw = torch.autograd.grad(y, (x, w), g, create_graph=True)
+            (gx.square().sum() + gw.square().sum()).backward()
+            return gx.detach(), gw.detach(), x.grad, w.grad, name
+        y.backward(g.to(y.dtype))
+        return y.detach(), x.grad, w.grad, name
+
+    hot, cold = run("cpp"), run("eager")
+    for a, b in zip(hot[:4], cold[:4], strict=True):
+        assert a.dtype == b.dtype and torch.equal(a.nan_to_num(9.0), b.nan_to_num(9.0))
+    if case != "inplace_input":  # that one wraps the node in a recorded copy
+        assert hot[4] == "CppFunction" and cold[4] != "CppFunction", (hot[4], cold[4])
+
+
 @pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=str)
-def test_prelu_under_cuda_autocast_keeps_fp32_slopes_and_gradient(amp):
+def test_prelu_under_cuda_autocast_keeps_fp32_slopes_and_gradient(amp, prelu_backend):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), PReLU(8, inplace=True)).cuda()
     x = torch.randn(4, 3, 12, 12, device="cuda")

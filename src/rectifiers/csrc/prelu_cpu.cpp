@@ -29,11 +29,10 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/div.h>
-#include <ATen/ops/mul.h>
-#include <ATen/ops/where.h>
-#include <ATen/ops/zeros.h>
-#include <torch/csrc/autograd/custom_function.h>
+#include <ATen/ops/_prelu_kernel.h>
+#include <ATen/ops/_prelu_kernel_backward.h>
+#include <torch/csrc/autograd/VariableTypeUtils.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include "activations_math.h"  // ld / st: vectorisable bf16/fp16 load and store
@@ -47,7 +46,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "prelu_autograd.h"      // the C++ autograd entry's device-independent pieces
 #include "prelu_bf16_avx512.h"  // RECTIFIERS_BF16_AVX512: the bf16 loop bodies in AVX-512
+#include "slope_copies.h"       // host copies of GPU slopes for the in-place layer
 
 namespace {
 
@@ -389,154 +390,116 @@ std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at:
 // ------------------------------------------------------------ autograd entry (the hot path)
 //
 // apply(x, weight, inplace) is what rectifiers.nn.prelu calls first. For the common case (plain
-// dense CPU tensors, channel-wise or shared slopes, no forward-mode tangent, no functorch
-// transform or Python dispatch mode active) it runs the forward here and records a C++ autograd
-// node, so neither forward nor backward runs any Python. Anything else returns an undefined
-// tensor (None in Python) and Python takes its general path: the same kernels and saving rules,
-// plus every error message and the composite/vmap/forward-AD routes.
+// dense CPU or CUDA tensors, channel-wise or shared slopes, no forward-mode tangent, no
+// functorch transform or Python dispatch mode active) it runs the forward here and records a
+// hand-written autograd node (built like PyTorch's generated ones, lighter than a
+// torch::autograd::Function), so neither forward nor backward runs any Python. On the CPU the
+// kernels are the fused ones above; on CUDA ATen's _prelu_kernel and _prelu_kernel_backward
+// (+ one reduction), and an in-place layer reads its slopes from the host copies of
+// slope_copies.h. Anything else returns an undefined tensor (None in Python) and Python takes
+// its general path: the same kernels and saving rules, plus every error message and the
+// composite/vmap/forward-AD routes.
 
-enum SaveMode : int64_t { kSaveInput = 0, kSaveOutput = 1, kSaveMask = 2 };
+using namespace rectifiers_prelu_ag;  // NOLINT: Layout, SaveMode, NodePtr, backward_composite
 
-struct Layout {
-  int64_t C = 0, inner = 0;
-  bool ok = false;
-};
+struct PReLUBackward : public ag::Node {
+  ag::SavedVariable s_, weight_, mask_;  // s: the input, or the output in place
+  at::Tensor w1_;                        // the slopes in s's dtype, (C,), no autograd history
+  Layout lay_;
+  int64_t mode_ = kSaveInput;
+  std::mutex mutex_;
 
-// rectifiers._cpp.kernel_layout in C++: [outer][C][inner] for NCHW-contiguous / channels_last
-Layout layout_of(const at::Tensor& x, bool shared) {
-  const bool cl = (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) ||
-                  (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d));
-  if (shared) {
-    if (x.is_contiguous() || cl) return {1, std::max<int64_t>(x.numel(), 1), true};
-    return {};
-  }
-  if (x.is_contiguous()) {
-    int64_t inner = 1;
-    for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
-    return {x.size(1), std::max<int64_t>(inner, 1), true};
-  }
-  if (cl) return {x.size(1), 1, true};
-  return {};
-}
-
-// What in-place mode must keep for an exact backward (rectifiers.nn.prelu._save_mode): the
-// output alone if tiny <= a <= 1 for every slope, the output and a sign mask if some slopes are
-// in [-1, -tiny], a copy of the input otherwise. tiny = finfo(dtype).tiny ** 0.25.
-int64_t save_mode(const at::Tensor& w1) {
-  bool exact = true, negative = false;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, w1.scalar_type(), "prelu_mode", [&] {
-    using A = typename Compute<scalar_t>::type;
-    const A tiny = static_cast<A>(
-        std::pow(static_cast<double>(std::numeric_limits<scalar_t>::min()), 0.25));
-    const scalar_t* p = w1.const_data_ptr<scalar_t>();
-    for (int64_t i = 0; i < w1.numel(); ++i) {
-      const A a = static_cast<A>(p[i]);
-      const A m = std::abs(a);
-      exact = exact && m >= tiny && m <= A(1);  // nan fails both
-      negative = negative || a < A(0);
-    }
-  });
-  return !exact ? kSaveInput : (negative ? kSaveMask : kSaveOutput);
-}
-
-// A dense-or-strided CPU tensor with no extra dispatch keys (no subclass, functorch wrapper,
-// conjugate/negative bit, sparse or nested layout).
-bool plain(const at::Tensor& t) {
-  static const c10::DispatchKeySet kPlain({c10::DispatchKey::CPU, c10::DispatchKey::AutogradCPU,
-                                           c10::DispatchKey::ADInplaceOrView,
-                                           c10::DispatchKey::AutocastCPU});
-  return t.defined() && t.device().is_cpu() && t.layout() == at::kStrided &&
-         kPlain.isSupersetOf(t.key_set());
-}
-
-// No torch_dispatch mode and no functorch transform on this thread.
-bool plain_tls() {
-  static const c10::DispatchKeySet kUsual({c10::DispatchKey::BackendSelect,
-                                           c10::DispatchKey::ADInplaceOrView});
-  return kUsual.isSupersetOf(c10::impl::tls_local_dispatch_key_set().included_);
-}
-
-// The backward with differentiable ATen ops (rectifiers.nn._prelu_math._backward_composite):
-// used when the backward is itself differentiated (create_graph=True) or batched.
-std::tuple<at::Tensor, at::Tensor> backward_composite(const at::Tensor& g, const at::Tensor& s,
-                                                      const at::Tensor& weight, int64_t mode,
-                                                      const at::Tensor& mask) {
-  const bool shared = weight.numel() == 1;
-  const at::Tensor w1 = weight.reshape({-1}).to(s.scalar_type()).contiguous();
-  std::vector<int64_t> vshape(std::max<int64_t>(s.dim(), 1), 1), dims;
-  vshape[std::min<int64_t>(1, s.dim() - 1)] = w1.numel();
-  const at::Tensor wv = shared ? w1.reshape({}) : w1.reshape(vshape);
-  for (int64_t d = 0; d < s.dim(); ++d) {
-    if (shared || s.dim() < 2 || d != 1) dims.push_back(d);
-  }
-  const auto acc = at::promote_types(weight.scalar_type(), at::kFloat);
-  const at::Tensor pos = mask.defined() ? mask : s.gt(0);
-  at::Tensor gi = at::where(pos, g, at::mul(g, wv));
-  at::Tensor gw = at::where(pos, at::zeros({}, g.options()), at::mul(g, s)).sum(dims, false, acc);
-  if (mode != kSaveInput) gw = at::div(gw, w1.to(acc).reshape(gw.sizes()));
-  return {gi, gw};
-}
-
-struct Slopes {  // the slopes in x's dtype, (C,): passed by value, so not an autograd input
-  at::Tensor w1;
-};
-
-struct PReLUFunction : public torch::autograd::Function<PReLUFunction> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
-                            const at::Tensor& weight, Slopes slopes, int64_t C, int64_t inner,
-                            int64_t mode) {
-    ctx->saved_data["w1"] = slopes.w1;
-    ctx->saved_data["lay"] = c10::IValue(std::vector<int64_t>{C, inner, mode});
-    if (mode == kSaveInput) {
-      at::Tensor out = at::empty_like(x);
-      prelu_forward(x, slopes.w1, C, inner, out);
-      ctx->save_for_backward({x, weight});
-      return out;
-    }
-    at::Tensor mask = mode == kSaveMask ? x.gt(0) : at::Tensor();
-    prelu_forward(x, slopes.w1, C, inner, x);
-    ctx->mark_dirty({x});
-    ctx->save_for_backward(mask.defined() ? torch::autograd::variable_list{x, weight, mask}
-                                          : torch::autograd::variable_list{x, weight});
-    return x;
+  std::string name() const override { return "PReLUBackward"; }
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    s_.reset_data();
+    weight_.reset_data();
+    mask_.reset_data();
   }
 
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    const auto saved = ctx->get_saved_variables();
-    const at::Tensor& s = saved[0];
-    const at::Tensor& weight = saved[1];
-    at::Tensor mask = saved.size() > 2 ? saved[2] : at::Tensor();
-    const auto lay = ctx->saved_data["lay"].toIntVector();
-    const int64_t C = lay[0], inner = lay[1], mode = lay[2];
-    at::Tensor g = grads[0], gi, gw;
-    if (at::GradMode::is_enabled() || !plain(g) || !plain_tls()) {
-      // differentiated (create_graph=True) or batched: differentiable ATen ops
-      std::tie(gi, gw) = backward_composite(g, s, weight, mode, mask);
-    } else {
-      const at::Tensor w1 = ctx->saved_data["w1"].toTensor();
+  ag::variable_list apply(ag::variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const at::Tensor s = s_.unpack(self_ptr(this, 0));
+    const at::Tensor weight = weight_.unpack();
+    at::Tensor mask = mask_.unpack();
+    ag::variable_list out(2);  // x, weight
+    at::Tensor g = grads[0];
+    if (!g.defined()) return out;
+    at::Tensor gi, gw;
+    const bool cpu = s.device().is_cpu();
+    if (at::GradMode::is_enabled() || !plain(g) || !plain_tls() || (!cpu && mask.defined())) {
+      // differentiated (create_graph=True), batched, or a sign mask off the CPU: ATen ops
+      std::tie(gi, gw) = backward_composite(g, s, weight, mode_, mask);
+    } else if (cpu) {
       if (g.strides() != s.strides() || g.scalar_type() != s.scalar_type()) {
         g = at::empty_like(s).copy_(g);  // e.g. an expanded grad from .sum().backward()
       }
       if (mask.defined() && mask.strides() != s.strides()) {
         mask = at::empty_like(s, s.options().dtype(at::kBool)).copy_(mask);
       }
-      std::tie(gi, gw) =
-          prelu_backward(g, s, w1, mask, C, inner, mode != kSaveInput, weight.scalar_type());
+      std::tie(gi, gw) = prelu_backward(g, s, w1_, mask, lay_.C, lay_.inner,
+                                        mode_ != kSaveInput, weight.scalar_type());
+    } else {
+      // ATen's fused backward: the input gradient and the per-element slope terms in one
+      // pass, then one reduction; with the output saved (slopes in [tiny, 1]) y's sign is x's
+      at::Tensor terms;
+      std::tie(gi, terms) = at::_prelu_kernel_backward(g, s, slope_view(w1_, s));
+      const auto acc = at::promote_types(weight.scalar_type(), at::kFloat);
+      gw = terms.sum(reduce_dims(s, w1_.numel() == 1), false, acc);
+      if (mode_ != kSaveInput) gw = at::div(gw, w1_.to(acc).reshape(gw.sizes()));
     }
-    torch::autograd::variable_list out(6);  // x, weight, slopes, C, inner, mode
-    if (ctx->needs_input_grad(0)) out[0] = gi;
-    if (ctx->needs_input_grad(1)) {
-      gw = gw.to(weight.scalar_type());  // no-op from the kernel
+    if (should_compute_output(0)) out[0] = gi;
+    if (should_compute_output(1)) {
+      gw = gw.to(weight.scalar_type());  // no-op from the CPU kernel
       out[1] = gw.sizes() == weight.sizes() ? gw : gw.reshape(weight.sizes());
     }
     return out;
   }
 };
 
+// y = prelu(x) into a new tensor, or into x itself (in place); no autograd recording
+at::Tensor run_forward(const at::Tensor& x, const at::Tensor& w1, const Layout& lay,
+                       bool inplace) {
+  if (x.device().is_cpu()) {
+    at::Tensor out = inplace ? x : at::empty_like(x);  // keeps x's memory format
+    prelu_forward(x, w1, lay.C, lay.inner, out);
+    return out;
+  }
+  const at::AutoDispatchBelowADInplaceOrView guard;
+  at::Tensor y = at::_prelu_kernel(x, slope_view(w1, x));
+  return inplace ? x.copy_(y) : y;  // (ATen has no in-place channel-wise PReLU kernel)
+}
+
+// The layer with its node: saves s (the input, or the output in place) and the mask, if any.
+at::Tensor record(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& w1,
+                  const Layout& lay, int64_t mode) {
+  auto node = make_node<PReLUBackward>();
+  auto* n = static_cast<PReLUBackward*>(node.get());
+  n->set_next_edges(ag::collect_next_edges(x, weight));
+  n->w1_ = w1;
+  n->lay_ = lay;
+  n->mode_ = mode;
+  n->weight_ = ag::SavedVariable(weight, false);
+  if (mode == kSaveInput) {
+    n->s_ = ag::SavedVariable(x, false);
+    at::Tensor out = run_forward(x, w1, lay, false);
+    ag::set_history(out, node);
+    return out;
+  }
+  if (mode == kSaveMask) {
+    const at::AutoDispatchBelowADInplaceOrView guard;
+    n->mask_ = ag::SavedVariable(x.gt(0), false);
+  }
+  run_forward(x, w1, lay, true);
+  ag::increment_version(x);
+  ag::rebase_history(x, node);
+  n->s_ = ag::SavedVariable(x, true, x.is_view());
+  return x;
+}
+
 at::Tensor prelu_apply(const at::Tensor& x, const at::Tensor& weight, bool inplace) {
   const at::Tensor none;
-  if (!plain(x) || !plain(weight) || !plain_tls()) return none;
+  if (!plain(x) || !plain(weight) || !plain_tls() || x.device() != weight.device()) return none;
   const auto dt = x.scalar_type();
   if (dt != at::kFloat && dt != at::kDouble && dt != at::kBFloat16 && dt != at::kHalf) return none;
   if (!at::isFloatingType(weight.scalar_type()) || weight.dim() > 1) return none;
@@ -552,29 +515,28 @@ at::Tensor prelu_apply(const at::Tensor& x, const at::Tensor& weight, bool inpla
     at::NoGradGuard no_grad;
     w1 = weight.reshape({-1}).to(dt).contiguous();
   }
-  if (!inplace) {
-    if (grad) return PReLUFunction::apply(x, weight, Slopes{w1}, lay.C, lay.inner, kSaveInput);
-    at::Tensor out = at::empty_like(x);
-    prelu_forward(x, w1, lay.C, lay.inner, out);
-    return out;
-  }
+  if (!inplace) return grad ? record(x, weight, w1, lay, kSaveInput) : run_forward(x, w1, lay, false);
   if (x.is_inference() && !c10::InferenceMode::is_enabled()) return none;
   if (grad && x.requires_grad() &&
       (x.is_leaf() || (x.is_view() && x._base().is_leaf() && x._base().requires_grad()))) {
     return none;  // Python refuses before writing, with torch's wording
   }
   if (!grad) {
-    prelu_forward(x, w1, lay.C, lay.inner, x);
-    if (!x.is_inference()) torch::autograd::impl::bump_version(x);
+    run_forward(x, w1, lay, true);
+    if (!x.is_inference()) ag::increment_version(x);
     return x;
   }
-  const int64_t mode = save_mode(w1);
+  const int64_t mode = x.device().is_cpu()
+                           ? save_mode(w1)
+                           : save_mode(rectifiers_slopes::registry().read(weight).reshape({-1}).to(dt));
   if (mode == kSaveInput) {
     // y does not give x back: a recorded copy of x keeps double backward reaching x
-    return x.copy_(PReLUFunction::apply(x.clone(), weight, Slopes{w1}, lay.C, lay.inner, mode));
+    return x.copy_(record(x.clone(), weight, w1, lay, mode));
   }
-  return PReLUFunction::apply(x, weight, Slopes{w1}, lay.C, lay.inner, mode);
+  return record(x, weight, w1, lay, mode);
 }
+
+int64_t prefetch_slopes() { return rectifiers_slopes::registry().prefetch(); }
 
 }  // namespace
 
@@ -585,6 +547,8 @@ TORCH_LIBRARY(rectifiers_prelu, m) {
       "ScalarType grad_dtype) -> (Tensor, Tensor)");
   // internal: returns an undefined tensor (None) where the caller must take its general path
   m.def("apply(Tensor x, Tensor weight, bool inplace) -> Tensor");
+  // after an optimizer step: host copies of the tracked GPU slopes (slope_copies.h)
+  m.def("prefetch_slopes() -> int");
 }
 
 TORCH_LIBRARY_IMPL(rectifiers_prelu, CPU, m) {
@@ -594,4 +558,8 @@ TORCH_LIBRARY_IMPL(rectifiers_prelu, CPU, m) {
 
 TORCH_LIBRARY_IMPL(rectifiers_prelu, CompositeImplicitAutograd, m) {
   m.impl("apply", &prelu_apply);
+}
+
+TORCH_LIBRARY_IMPL(rectifiers_prelu, CompositeExplicitAutograd, m) {
+  m.impl("prefetch_slopes", &prefetch_slopes);
 }

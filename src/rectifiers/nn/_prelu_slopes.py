@@ -37,6 +37,20 @@ class _SlopePrefetch:
 
         self._copies = WeakIdKeyDictionary()  # slope -> (version, data_ptr, host, event)
         self._hooked = False
+        self._cpp = False  # the C++ path keeps its own copies (csrc/slope_copies.h)
+
+    def _hook(self) -> None:
+        if not self._hooked:
+            from torch.optim.optimizer import register_optimizer_step_post_hook
+
+            register_optimizer_step_post_hook(self._after_step)
+            self._hooked = True
+
+    def use_cpp(self) -> None:
+        """The C++ layer ran in place on a GPU: refresh its host copies after each step too."""
+        if not self._cpp:
+            self._cpp = True
+            self._hook()
 
     def read(self, weight: torch.Tensor) -> torch.Tensor:
         """``weight``'s values on the host (a prefetched copy where one is current)."""
@@ -49,11 +63,7 @@ class _SlopePrefetch:
                 return host
         host = weight.detach().cpu()  # a synchronising read
         if weight.is_leaf:  # a parameter: worth fetching after each optimizer step
-            if not self._hooked:
-                from torch.optim.optimizer import register_optimizer_step_post_hook
-
-                register_optimizer_step_post_hook(self._after_step)
-                self._hooked = True
+            self._hook()
             self._copies[weight] = (-1, 0, host, None)  # tracked; no current copy yet
         return host
 
@@ -61,6 +71,8 @@ class _SlopePrefetch:
         # every tracked slope, stepped by this optimizer or not (fused optimizers update
         # parameters without bumping their version counters), in one copy per device and
         # dtype: one gather on the device, one pinned buffer, one copy, one event
+        if self._cpp:
+            torch.ops.rectifiers_prelu.prefetch_slopes()
         groups: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
         for weight in list(self._copies.keys()):
             groups.setdefault((weight.device, weight.dtype), []).append(weight)

@@ -117,7 +117,7 @@ from rectifiers.nn._prelu_math import (
     _vmap_rule,
     _w1,
 )
-from rectifiers.nn._prelu_slopes import _save_mode
+from rectifiers.nn._prelu_slopes import _prefetch, _save_mode
 from rectifiers.nn.zoo_ops import _graph_mode
 
 __all__ = ["PReLU", "prelu", "set_prelu_backend", "get_prelu_backend"]
@@ -427,11 +427,13 @@ def _try_cpp(x, weight, inplace: bool) -> torch.Tensor | None:
     if (
         _backend == "cpp"
         and type(x) is torch.Tensor
-        and x.device.type == "cpu"  # (no C++ build on a CUDA-only run)
+        and x.device.type in ("cpu", "cuda")
         and isinstance(weight, torch.Tensor)
         and not torch._C._are_functorch_transforms_active()
         and _prelu_cpu.available()
     ):
+        if inplace and x.device.type == "cuda":
+            _prefetch.use_cpp()  # its host copies of the slopes, refreshed after each step
         return _prelu_cpu.apply(x, weight, inplace)
     return None
 
