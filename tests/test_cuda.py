@@ -159,19 +159,23 @@ def test_prelu_inplace_slopes_prefetched_after_each_step_stay_exact(opt, prelu_b
         x = torch.randn(8, 4, 5, 5, device="cuda")
         g = torch.randn_like(x)
         xo, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
-        torch.cuda.set_sync_debug_mode("warn")
+        # the first forward reads the slopes (a synchronising copy, which the debug mode
+        # reports: a Python warning from the Python path; the C++ path's warning does not
+        # reach Python); after each step the prefetched copy is used: an error if not
+        hin = xo * 1
+        torch.cuda.set_sync_debug_mode("warn" if step == 0 else "error")
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                y = ours(xo * 1)
+                y = ours(hin)
         finally:
             torch.cuda.set_sync_debug_mode("default")
         synced = [w for w in caught if "synchroniz" in str(w.message).lower()]
-        # the first forward reads the slopes (a synchronising copy, which the debug mode
-        # reports); after each step the prefetched copy is used
-        assert bool(synced) == (step == 0), [str(w.message) for w in synced]
-        cpp_node = type(y.grad_fn).__name__ == "CppFunction"  # the C++ node, not the Python one
-        assert cpp_node == (prelu_backend == "cpp"), type(y.grad_fn).__name__
+        if prelu_backend == "eager":
+            assert bool(synced) == (step == 0), [str(w.message) for w in synced]
+        name = type(y.grad_fn).__name__  # the C++ node or the Python one (a copy: input mode)
+        if name != "CopyBackwards":
+            assert (name == "CppFunction") == (prelu_backend == "cpp"), name
         y.backward(g)
         ref(xr).backward(g)
         assert torch.equal(xo.grad, xr.grad), step
@@ -216,15 +220,15 @@ def test_prelu_cpp_path_equals_python_path_on_cuda(case, monkeypatch):
         if case == "create_graph":  # double backward through the node's composite formulas
             gx, gw = torch.autograd.grad(y, (x, w), g, create_graph=True)
             (gx.square().sum() + gw.square().sum()).backward()
-            return gx.detach(), gw.detach(), x.grad, w.grad, name
+            return (gx.detach(), gw.detach(), x.grad, w.grad), name
         y.backward(g.to(y.dtype))
-        return y.detach(), x.grad, w.grad, name
+        return (y.detach(), x.grad, w.grad), name
 
-    hot, cold = run("cpp"), run("eager")
-    for a, b in zip(hot[:4], cold[:4], strict=True):
+    (hot, hot_name), (cold, cold_name) = run("cpp"), run("eager")
+    for a, b in zip(hot, cold, strict=True):
         assert a.dtype == b.dtype and torch.equal(a.nan_to_num(9.0), b.nan_to_num(9.0))
     if case != "inplace_input":  # that one wraps the node in a recorded copy
-        assert hot[4] == "CppFunction" and cold[4] != "CppFunction", (hot[4], cold[4])
+        assert hot_name == "CppFunction" and cold_name != "CppFunction", (hot_name, cold_name)
 
 
 @pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=str)

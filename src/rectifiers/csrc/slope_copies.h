@@ -134,9 +134,11 @@ class Registry {
   std::unordered_map<const c10::TensorImpl*, Copy> copies_;
 };
 
+// Never destroyed: at process exit its pinned buffers and events would be freed after the CUDA
+// runtime has shut down (an abort in the destructor).
 inline Registry& registry() {
-  static Registry r;
-  return r;
+  static Registry* r = new Registry();
+  return *r;
 }
 
 }  // namespace rectifiers_slopes
