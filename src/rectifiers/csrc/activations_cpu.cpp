@@ -1,6 +1,6 @@
 // Fused CPU kernels for the rectifier zoo (rectifiers/nn/_activations_cpu.py builds this on first
-// use and registers torch.ops.rectifiers_act.{forward,backward,set_tables}); the functors and
-// their math are in activations_math.h.
+// use; torch.ops.rectifiers_act.{forward,backward,apply,set_tables}); the functors and their math
+// are in activations_math.h, the C++ autograd entry (apply) in activations_autograd.h.
 //
 // ONE elementwise mechanism for every activation: a small functor per activation gives
 //   f(x)        the forward value                      (Act::fwd)
@@ -15,24 +15,17 @@
 // that g++ -O3 -march=native vectorises them: no calls into libm in the fp32/bf16 paths
 // (exp/expm1/erfc are branch-free polynomial versions below), selects instead of branches.
 //
-// Layout: the caller views the input as [outer][C][inner] (dense): NCHW-contiguous gives
-// inner = prod(shape[2:]), channels_last gives inner = 1, and activations without a
-// per-channel parameter use C = 1, inner = numel (any dense layout, memory order).
+// Layout: [outer][C][inner] (dense): NCHW-contiguous inner = prod(shape[2:]), channels_last
+// inner = 1; no per-channel parameter: C = 1, inner = numel (any dense layout, memory order).
 //
-// Built with -fno-math-errno (rectifiers/nn/_activations_cpu.py): errno is never read, and without
-// it std::sqrt cannot be vectorised.
+// Built with -fno-math-errno (else std::sqrt is not vectorised). 16-bit tables: see below.
 //
-// 16-bit tables: see "16-bit lookup tables" below (bf16/fp16 smooth activations read f, f').
+// Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only), fp64 in fp64 with libm
+// (the exact reference path of the tests). fp32 exp within 1.2 ulp, expm1 within 2 ulp; sau
+// multiplies by 1/s (fp32); erfc within 1.5e-7 absolute (Abramowitz-Stegun 7.1.26, as ATen's).
 //
-// Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only); fp64 computes in fp64
-// with libm (exact reference path for tests). The fp32 exp is within 1.2 ulp, expm1 within 2
-// ulp; sau divides by its constant s as a multiplication by 1/s (fp32 only); erfc is
-// within 1.5e-7 absolute (Abramowitz-Stegun 7.1.26, the approximation of ATen's own vectorised
-// erf).
-//
-// Determinism: the learnable-parameter sum is split into fixed work items (independent of the
-// thread count); each item writes its own partial (fp32 lanes, fp64 across lanes) and the
-// partials are added serially in item order: bitwise reproducible for any number of threads.
+// Determinism: the learnable-parameter sum is split into fixed work items (work_plan.h), their
+// partials added serially in item order: bitwise reproducible for any number of threads.
 //
 // rrelu: the per-element slope is regenerated from (seed, memory offset) by a counter-based
 // hash, so backward needs only the seed and the output, never a stored noise tensor.
@@ -574,11 +567,12 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
   return {gi, gw};
 }
 
-
 // tests and benchmarks: switch the 16-bit tables off (the direct loops) and on; returns the old
 bool set_tables(bool on) { return g_lut_enabled.exchange(on); }
 
 }  // namespace
+
+#include "activations_autograd.h"  // the C++ autograd entry (apply and its node)
 
 TORCH_LIBRARY(rectifiers_act, m) {
   m.def("set_tables(bool on) -> bool");
@@ -588,11 +582,17 @@ TORCH_LIBRARY(rectifiers_act, m) {
   m.def(
       "backward(Tensor g, Tensor s, int kind, int mode, float[] p, Tensor w, int C, int inner, "
       "Tensor? mask, bool need_w) -> (Tensor, Tensor)");
+  // internal: returns an undefined tensor (None) where the caller must take its general path
+  m.def("apply(Tensor x, int kind, float[] p, Tensor? w, int mode, bool inplace) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(rectifiers_act, CPU, m) {
   m.impl("forward", &act_forward);
   m.impl("backward", &act_backward);
+}
+
+TORCH_LIBRARY_IMPL(rectifiers_act, CompositeImplicitAutograd, m) {
+  m.impl("apply", &rectifiers_act_ag::act_apply);
 }
 
 TORCH_LIBRARY_IMPL(rectifiers_act, CompositeExplicitAutograd, m) {

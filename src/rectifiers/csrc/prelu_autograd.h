@@ -1,6 +1,6 @@
 // The device-independent pieces of PReLU's C++ autograd entry (prelu_cpu.cpp: apply and its
-// node): which tensors the C++ path takes, what an in-place layer keeps for backward, the
-// backward with differentiable ATen ops, and node construction across torch versions.
+// node): what an in-place layer keeps for backward and the backward with differentiable ATen
+// ops (the shared node helpers are in autograd_node.h).
 
 #pragma once
 
@@ -11,10 +11,9 @@
 #include <ATen/ops/sum.h>
 #include <ATen/ops/where.h>
 #include <ATen/ops/zeros.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
-#include <torch/csrc/autograd/function.h>
 
 #include "activations_math.h"  // Compute<T>: the arithmetic type of a storage type
+#include "autograd_node.h"     // NodePtr, make_node, plain, Layout
 
 #include <algorithm>
 #include <cmath>
@@ -26,54 +25,9 @@
 
 namespace rectifiers_prelu_ag {
 
-namespace ag = torch::autograd;
-
-// torch < 2.12 holds autograd nodes in std::shared_ptr, later releases in c10::intrusive_ptr
-// (pytorch/pytorch#181782): NodePtr is whichever this torch uses.
-using NodePtr = decltype(ag::Edge::function);
-
-template <typename N, typename P = NodePtr>
-P make_node() {
-  if constexpr (std::is_same_v<P, std::shared_ptr<ag::Node>>) {
-    return P(new N());
-  } else {
-    return c10::make_intrusive<N>();
-  }
-}
-
-// The owning pointer of a node from inside it (getptr() or shared_from_this()).
-template <typename N>
-auto self_ptr(N* n, int) -> decltype(n->getptr()) {
-  return n->getptr();
-}
-template <typename N>
-auto self_ptr(N* n, long) -> decltype(n->shared_from_this()) {  // NOLINT(runtime/int)
-  return n->shared_from_this();
-}
+using namespace rectifiers_ag;  // NOLINT: ag, NodePtr, make_node, self_ptr, plain, Layout
 
 enum SaveMode : int64_t { kSaveInput = 0, kSaveOutput = 1, kSaveMask = 2 };
-
-struct Layout {
-  int64_t C = 0, inner = 0;
-  bool ok = false;
-};
-
-// rectifiers._cpp.kernel_layout in C++: [outer][C][inner] for NCHW-contiguous / channels_last
-inline Layout layout_of(const at::Tensor& x, bool shared) {
-  const bool cl = (x.dim() == 4 && x.is_contiguous(at::MemoryFormat::ChannelsLast)) ||
-                  (x.dim() == 5 && x.is_contiguous(at::MemoryFormat::ChannelsLast3d));
-  if (shared) {
-    if (x.is_contiguous() || cl) return {1, std::max<int64_t>(x.numel(), 1), true};
-    return {};
-  }
-  if (x.is_contiguous()) {
-    int64_t inner = 1;
-    for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
-    return {x.size(1), std::max<int64_t>(inner, 1), true};
-  }
-  if (cl) return {x.size(1), 1, true};
-  return {};
-}
 
 // What in-place mode must keep for an exact backward (rectifiers.nn.prelu._save_mode), from
 // the slopes on the host in the input's dtype: the output alone if tiny <= a <= 1 for every
@@ -94,28 +48,6 @@ inline int64_t save_mode(const at::Tensor& w1) {
     }
   });
   return !exact ? kSaveInput : (negative ? kSaveMask : kSaveOutput);
-}
-
-// A strided CPU or CUDA tensor with no extra dispatch keys (no subclass, functorch wrapper,
-// conjugate/negative bit, sparse or nested layout).
-inline bool plain(const at::Tensor& t) {
-  static const c10::DispatchKeySet kCpu({c10::DispatchKey::CPU, c10::DispatchKey::AutogradCPU,
-                                         c10::DispatchKey::ADInplaceOrView,
-                                         c10::DispatchKey::AutocastCPU});
-  static const c10::DispatchKeySet kCuda({c10::DispatchKey::CUDA,
-                                          c10::DispatchKey::AutogradCUDA,
-                                          c10::DispatchKey::ADInplaceOrView,
-                                          c10::DispatchKey::AutocastCUDA});
-  if (!t.defined() || t.layout() != at::kStrided) return false;
-  if (t.device().is_cpu()) return kCpu.isSupersetOf(t.key_set());
-  return t.device().is_cuda() && kCuda.isSupersetOf(t.key_set());
-}
-
-// No torch_dispatch mode and no functorch transform on this thread.
-inline bool plain_tls() {
-  static const c10::DispatchKeySet kUsual({c10::DispatchKey::BackendSelect,
-                                           c10::DispatchKey::ADInplaceOrView});
-  return kUsual.isSupersetOf(c10::impl::tls_local_dispatch_key_set().included_);
 }
 
 // (C,) slopes shaped to broadcast over channel dim 1 of s (0-d if shared)

@@ -16,7 +16,9 @@ import torch
 
 from rectifiers._cpp import Extension
 
-__all__ = ["available", "load_error", "forward", "backward", "SUPPORTED_DTYPES", "MODES"]
+__all__ = [
+    "available", "load_error", "forward", "backward", "apply", "SUPPORTED_DTYPES", "MODES",
+]
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 MODES = {"input": 0, "output": 1, "mask": 2}
@@ -72,3 +74,18 @@ def backward(g: torch.Tensor, s: torch.Tensor, kind: int, mode: str, p: list[flo
         mask = torch.empty_like(s, dtype=torch.bool).copy_(mask)
     return torch.ops.rectifiers_act.backward(g, s, kind, MODES[mode], p, w, lay[0], lay[1],
                                              mask, need_w)
+
+
+_apply_op = None
+
+
+def apply(x: torch.Tensor, kind: int, p, w: torch.Tensor | None, mode: int,
+          inplace: bool) -> torch.Tensor | None:
+    """The layer in C++, autograd included (``csrc/activations_autograd.h``), or ``None`` where
+    the caller must take its Python path (other devices and layouts, a forward-mode tangent, a
+    ``torch.func`` transform or dispatch mode, invalid arguments, a leaf written in place).
+    Call only after :func:`available` returned ``True``."""
+    global _apply_op
+    if _apply_op is None:
+        _apply_op = torch.ops.rectifiers_act.apply.default._op  # the C++ callable itself
+    return _apply_op(x, kind, p, w, mode, inplace)

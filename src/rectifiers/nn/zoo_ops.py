@@ -291,27 +291,20 @@ class _ActFunction(torch.autograd.Function):
         s, w = ctx.saved_tensors
         spec = _SPECS[ctx.name]
         need_w = w is not None and ctx.needs_input_grad[1]
-        gw = None
         if ctx.lay is not None and not torch.is_grad_enabled():
             mask = s if ctx.mode == "mask" else None
             if mask is not None:  # the kernel reads only the mask; s just fixes the layout
                 s = g if g.stride() == mask.stride() else torch.empty_like(
                     mask, dtype=g.dtype).copy_(g)
-            gi, gw64 = _activations_cpu.backward(g, s, spec.kind, ctx.mode, list(ctx.p),
-                                                 _kernel_w(w, g), ctx.lay, mask, need_w)
+            gi, gw = _activations_cpu.backward(g, s, spec.kind, ctx.mode, list(ctx.p),
+                                               _kernel_w(w, g), ctx.lay, mask, need_w)
             if need_w:
-                gw = gw64.to(w.dtype).reshape(w.shape)
+                gw = gw.to(w.dtype).reshape(w.shape)
         else:
             # differentiable formulas: exact double backward when create_graph=True
-            d = _deriv(spec, ctx.mode, s, ctx.p, w, g)
-            gi = g * d
-            if need_w:
-                acc = torch.promote_types(w.dtype, torch.float32)
-                dw = spec.d_w(s, ctx.p, _w_view(w, s))
-                gw = torch.sum(g * dw, _sum_dims(s, w), dtype=acc).to(w.dtype).reshape(w.shape)
-        if not ctx.needs_input_grad[0]:
-            gi = None
-        return gi, gw, None, None, None, None
+            gi, gw = _act_grad(g, s, w, spec.kind, ctx.p, _MODE_IDS[ctx.mode], need_w)
+        return (gi if ctx.needs_input_grad[0] else None, gw if need_w else None,
+                None, None, None, None)
 
     @staticmethod
     def jvp(ctx, tx, tw, *_):
@@ -332,6 +325,30 @@ def _deriv(spec: _Spec, mode: str, s, p, w, like) -> torch.Tensor:
     if mode == "output":
         return spec.d_out(s, p, _w_view(w, s))
     return spec.d_in(s, p, _w_view(w, s))
+
+
+_MODE_IDS = {"input": 0, "output": 1, "mask": 2}  # the C++ kernels' modes
+_BY_KIND = {spec.kind: spec for spec in _SPECS.values()}
+
+
+def _act_grad(g, s, w, kind: int, p, mode: int, need_w: bool):
+    """``(g * f'(s), dE/dw)`` with differentiable ATen ops (``dE/dw`` empty unless
+    ``need_w``): the backward when it is itself differentiated (``create_graph=True``) or
+    batched, for the Python Function and, as the operator ``rectifiers::act_grad``, for the
+    C++ node (csrc/activations_autograd.h)."""
+    spec, p = _BY_KIND[kind], tuple(p)
+    gi = g * _deriv(spec, ("input", "output", "mask")[mode], s, p, w, g)
+    if not need_w:
+        return gi, g.new_empty(0)
+    acc = torch.promote_types(w.dtype, torch.float32)
+    dw = spec.d_w(s, p, _w_view(w, s))
+    return gi, torch.sum(g * dw, _sum_dims(s, w), dtype=acc).to(w.dtype).reshape(w.shape)
+
+
+_LIB = torch.library.Library("rectifiers", "FRAGMENT")
+_LIB.define("act_grad(Tensor g, Tensor s, Tensor? w, int kind, float[] p, int mode, "
+            "bool need_w) -> (Tensor, Tensor)")
+_LIB.impl("act_grad", _act_grad, "CompositeImplicitAutograd")
 
 
 def _check_inplace_allowed(x: torch.Tensor) -> None:
@@ -358,6 +375,11 @@ def activation(
     """Apply zoo activation ``name`` (a kernel of ``_SPECS``) with scalars ``p`` and optional
     learnable per-channel ``w``; ``mode`` says what backward keeps (``"input"``, ``"output"``
     or ``"mask"``); ``inplace`` needs mode ``"output"`` or ``"mask"``."""
+    if type(x) is torch.Tensor and not _graph_mode() and _use_cpp(x):
+        # the whole layer in C++ (csrc/activations_autograd.h) where it applies, else None
+        y = _activations_cpu.apply(x, _SPECS[name].kind, p, w, _MODE_IDS[mode], inplace)
+        if y is not None:
+            return y
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"activation '{name}' needs a floating-point tensor input")
     if inplace and mode == "input":
