@@ -70,8 +70,9 @@ _apply_op = None
 def apply(x: torch.Tensor, weight: torch.Tensor, inplace: bool) -> torch.Tensor | None:
     """The layer in C++, autograd included, or ``None`` where the caller must take its path.
 
-    Takes plain dense CPU tensors (contiguous or channels_last, channel-wise or shared slopes)
-    with no forward-mode tangent and no dispatch mode active; records a C++ autograd node, so
+    Takes plain dense CPU or CUDA tensors (contiguous or channels_last, channel-wise or shared
+    slopes; ATen's kernels on CUDA) with no forward-mode tangent and no dispatch mode active;
+    records a C++ autograd node, so
     forward and backward run no Python (the per-call overhead that dominates small maps). It
     saves exactly what the Python path saves (input, or output [+ sign mask] in place) and uses
     the same kernels, so results are bitwise the same. ``None`` for anything else (including a

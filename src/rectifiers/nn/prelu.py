@@ -33,21 +33,22 @@ kernel for tracing, a vmap rule, and an ``Autograd`` kernel:
 * forward-mode AD and ``torch.func`` transforms (``grad``, ``vmap``, ``jacrev``, ``jvp``):
   ATen's own differentiable ``_prelu_kernel``, i.e. exactly ``torch.nn.PReLU``'s rules.
 
-On CUDA (and with the eager backend) the autograd function calls ATen's ``_prelu_kernel``
-directly and its first-order backward is ATen's fused ``_prelu_kernel_backward`` plus one
-reduction of the slope terms (fp32 accumulation). In-place layers on a GPU read their slopes
-from a host copy prefetched after every ``optimizer.step()`` (``rectifiers.nn._prelu_slopes``),
-so a training forward does not synchronise with the GPU to pick what to save. Tested on an
-H200 (``tests/test_cuda.py``; benchmarks/RESULTS.md for the costs).
+On CUDA the layer calls ATen's ``_prelu_kernel`` and its first-order backward is ATen's fused
+``_prelu_kernel_backward`` plus one reduction of the slope terms (fp32 accumulation). In-place
+layers on a GPU read their slopes from a host copy prefetched after every ``optimizer.step()``
+(``csrc/slope_copies.h`` for the C++ path, ``rectifiers.nn._prelu_slopes`` for the Python one),
+so a training forward does not synchronise with the GPU to pick what to save. Tested on an H100
+and an H200 (``tests/test_cuda.py``; benchmarks/RESULTS.md for the costs).
 
-The hot path is C++ end to end: for plain dense CPU tensors (contiguous or channels_last, no
-forward-mode tangent, no ``torch.func`` transform or dispatch mode) :func:`prelu` and the module
-call ``torch.ops.rectifiers_prelu.apply``, which checks the input, picks what to save, runs the
-fused forward and records a C++ autograd node whose backward is the fused kernel (or, when the
+The hot path is C++ end to end: for plain dense CPU or CUDA tensors (contiguous or
+channels_last, no forward-mode tangent, no ``torch.func`` transform or dispatch mode)
+:func:`prelu` and the module call ``torch.ops.rectifiers_prelu.apply``, which checks the input,
+picks what to save, runs the forward (the fused kernel on the CPU, ATen's on CUDA) and records a
+hand-written C++ autograd node whose backward is the fused kernel (ATen's on CUDA; or, when the
 backward is itself differentiated or batched, the differentiable ATen formulas below), so a
 training step runs no Python in the layer. It saves and computes exactly what the Python
 autograd kernels below save and compute (same kernels, bitwise the same results); everything
-else (other devices and layouts, errors, transforms, the eager backend) takes those.
+else (other layouts, errors, transforms, the eager backend) takes those.
 
 Backends (:func:`set_prelu_backend`): ``"cpp"`` (default; built on first use and cached per
 machine, see ``rectifiers.nn._prelu_cpu``; without a compiler the layer warns once and uses

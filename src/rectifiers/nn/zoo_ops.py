@@ -1,5 +1,10 @@
 """The zoo's one kernel mechanism: eager formulas, one autograd Function, :func:`activation`.
 
+The hot path is C++: for plain dense CPU tensors :func:`activation` first calls
+``torch.ops.rectifiers_act.apply`` (``csrc/activations_autograd.h``), which runs the fused
+forward and records a hand-written autograd node over the same kernels, saving what the Function
+below saves (bitwise the same results); everything else takes the Function.
+
 Every zoo activation but ``prelu``/``prelu_shared`` (:mod:`rectifiers.nn.prelu`) is one entry
 of ``_SPECS`` (its eager formulas for ``f``, ``f'`` and, if learnable, ``df/dw``) and one
 functor of ``rectifiers/csrc/activations_cpu.cpp`` (the same formulas, vectorised, run by one
