@@ -43,20 +43,12 @@ std::tuple<at::Tensor, at::Tensor> act_grad(const at::Tensor& g, const at::Tenso
                  need_w);
 }
 
-struct ActBackward : public ag::Node {
-  ag::SavedVariable s_, w_;  // s: the input, the output or the mask (by mode); w: learnable
-  at::Tensor wk_;            // w in the kernels' compute dtype, (C,), no autograd history
+struct ActBackward : public LayerNode {  // s_: the input, the output or the mask (by mode)
+  at::Tensor wk_;  // w in the kernels' compute dtype, (C,), no autograd history
   std::vector<double> p_;
-  Layout lay_;
-  int64_t kind_ = 0, mode_ = kFromInput;
-  std::mutex mutex_;
+  int64_t kind_ = 0;
 
   std::string name() const override { return "ActivationBackward"; }
-  void release_variables() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    s_.reset_data();
-    w_.reset_data();
-  }
 
   ag::variable_list apply(ag::variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -7,10 +7,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/saved_variable.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <type_traits>
 
 namespace rectifiers_ag {
@@ -61,6 +63,23 @@ inline Layout layout_of(const at::Tensor& x, bool shared) {
   if (cl) return {x.size(1), 1, true};
   return {};
 }
+
+// The state every layer node of csrc/ keeps: the saved tensor s (input, output or mask), the
+// learnable parameter w, an optional sign mask, the layout, the save mode; a lock, as PyTorch's
+// generated nodes hold one (retain_graph lets two backward passes run one node).
+struct LayerNode : public ag::Node {
+  ag::SavedVariable s_, w_, mask_;
+  Layout lay_;
+  int64_t mode_ = 0;
+  std::mutex mutex_;
+
+  void release_variables() override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    s_.reset_data();
+    w_.reset_data();
+    mask_.reset_data();
+  }
+};
 
 // A strided CPU or CUDA tensor with no extra dispatch keys (no subclass, functorch wrapper,
 // conjugate/negative bit, sparse or nested layout).

@@ -402,25 +402,15 @@ std::tuple<at::Tensor, at::Tensor> prelu_backward(const at::Tensor& g, const at:
 
 using namespace rectifiers_prelu_ag;  // NOLINT: Layout, SaveMode, NodePtr, backward_composite
 
-struct PReLUBackward : public ag::Node {
-  ag::SavedVariable s_, weight_, mask_;  // s: the input, or the output in place
-  at::Tensor w1_;                        // the slopes in s's dtype, (C,), no autograd history
-  Layout lay_;
-  int64_t mode_ = kSaveInput;
-  std::mutex mutex_;
+struct PReLUBackward : public LayerNode {  // s_: the input, or the output in place; w_: slopes
+  at::Tensor w1_;  // the slopes in s's dtype, (C,), no autograd history
 
   std::string name() const override { return "PReLUBackward"; }
-  void release_variables() override {
-    std::lock_guard<std::mutex> lock(mutex_);
-    s_.reset_data();
-    weight_.reset_data();
-    mask_.reset_data();
-  }
 
   ag::variable_list apply(ag::variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);
     const at::Tensor s = s_.unpack(self_ptr(this, 0));
-    const at::Tensor weight = weight_.unpack();
+    const at::Tensor weight = w_.unpack();
     at::Tensor mask = mask_.unpack();
     ag::variable_list out(2);  // x, weight
     at::Tensor g = grads[0];
@@ -479,7 +469,7 @@ at::Tensor record(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   n->w1_ = w1;
   n->lay_ = lay;
   n->mode_ = mode;
-  n->weight_ = ag::SavedVariable(weight, false);
+  n->w_ = ag::SavedVariable(weight, false);
   if (mode == kSaveInput) {
     n->s_ = ag::SavedVariable(x, false);
     at::Tensor out = run_forward(x, w1, lay, false);
