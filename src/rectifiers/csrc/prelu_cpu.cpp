@@ -47,7 +47,7 @@
 #include <vector>
 
 #include "prelu_autograd.h"      // the C++ autograd entry's device-independent pieces
-#include "prelu_bf16_avx512.h"  // RECTIFIERS_BF16_AVX512: the bf16 loop bodies in AVX-512
+#include "prelu_avx512.h"       // RECTIFIERS_AVX512: the fp32/bf16 loop bodies in AVX-512
 #include "slope_copies.h"       // host copies of GPU slopes for the in-place layer
 
 namespace {
@@ -55,8 +55,8 @@ namespace {
 // bf16/fp16/fp32 arithmetic happens in fp32 (as ATen's vector code), fp64 in fp64
 using rectifiers_act::Compute;
 using namespace rectifiers_plan;  // NOLINT: Plan, make_plan, kBlock, kLanes
-#ifdef RECTIFIERS_BF16_AVX512
-using namespace rectifiers_prelu_avx512;  // NOLINT: fwd_bf16_16, bwd_bf16_16
+#ifdef RECTIFIERS_AVX512
+using namespace rectifiers_prelu_avx512;  // NOLINT: kVec, fwd16, bwd16, first, kAll
 #endif
 
 void check_inputs(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t inner) {
@@ -79,10 +79,14 @@ __attribute__((noinline)) void fwd_run(const T* __restrict x, T* __restrict y,
   using A = typename Compute<T>::type;
   T* yy = kInplace ? const_cast<T*>(x) : y;
   int64_t i = 0;
-#ifdef RECTIFIERS_BF16_AVX512
+#ifdef RECTIFIERS_AVX512
+  // bf16 only: g++'s own fp32 loop (vectorised, scalar tail) measured 1.2-1.4x faster on 7x7
+  // and 14x14 planes; a masked tail here was slower still (in place, a masked store followed
+  // by the next run's loads from the same cache line stalls store forwarding on Zen 4)
   if constexpr (std::is_same_v<T, c10::BFloat16>) {
+    const T* xx = kInplace ? yy : x;
     const __m512 av = _mm512_set1_ps(a);
-    for (; i + 16 <= n; i += 16) fwd_bf16_16(kInplace ? yy + i : x + i, yy + i, av);
+    for (; i + 16 <= n; i += 16) fwd16(xx + i, yy + i, av, kAll);
   }
 #endif
   for (; i < n; ++i) {
@@ -119,11 +123,10 @@ __attribute__((noinline)) void fwd_tile(const T* __restrict x, T* __restrict y,
   using A = typename Compute<T>::type;
   T* yy = kInplace ? const_cast<T*>(x) : y;
   int64_t i = 0;
-#ifdef RECTIFIERS_BF16_AVX512
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
-    for (; i + 16 <= n; i += 16) {
-      fwd_bf16_16(kInplace ? yy + i : x + i, yy + i, _mm512_loadu_ps(wt + i));
-    }
+#ifdef RECTIFIERS_AVX512
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {  // (fp32: g++'s loop)
+    const T* xx = kInplace ? yy : x;
+    for (; i + 16 <= n; i += 16) fwd16(xx + i, yy + i, _mm512_loadu_ps(wt + i), kAll);
   }
 #endif
   for (; i < n; ++i) {
@@ -183,23 +186,29 @@ inline typename Compute<T>::type bwd_elem(T gt, T st, bool mv, T* gi,
   return pos ? A(0) : prod;
 }
 
-// One contiguous run of one channel: returns its slope-gradient sum (kLanes accumulators).
+// One contiguous run of one channel: adds its slope-gradient terms to the kLanes accumulators
+// `lanes` (element i of the run to lane i % kLanes), folded by the caller (fold_lanes) once per
+// plane, or in NCHW rows mode once per channel and work item (a fold per 7x7 plane cost as
+// much as the plane's body).
 template <typename T, bool kMask>
-__attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restrict s,
-                                         const bool* __restrict m, T* __restrict gi,
-                                         typename Compute<T>::type a, int64_t n) {
-  using A = typename Compute<T>::type;
-  A lanes[kLanes] = {};
+__attribute__((noinline)) void bwd_run(const T* __restrict g, const T* __restrict s,
+                                       const bool* __restrict m, T* __restrict gi,
+                                       typename Compute<T>::type a,
+                                       typename Compute<T>::type* __restrict lanes, int64_t n) {
   int64_t i = 0;
-#ifdef RECTIFIERS_BF16_AVX512
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+#ifdef RECTIFIERS_AVX512
+  if constexpr (kVec<T>) {
     static_assert(kLanes == 16, "one AVX-512 register of fp32 lanes");
-    __m512 acc = _mm512_setzero_ps();
+    __m512 acc = _mm512_loadu_ps(lanes);
     const __m512 av = _mm512_set1_ps(a);
     for (; i + kLanes <= n; i += kLanes) {
-      bwd_bf16_16<kMask>(g + i, s + i, kMask ? m + i : nullptr, gi + i, av, acc);
+      bwd16<T, kMask>(g + i, s + i, kMask ? m + i : nullptr, gi + i, av, acc, kAll);
+    }
+    if (i < n) {  // the tail's terms go to lanes 0..n-i-1
+      bwd16<T, kMask>(g + i, s + i, kMask ? m + i : nullptr, gi + i, av, acc, first(n - i));
     }
     _mm512_storeu_ps(lanes, acc);
+    return;
   }
 #endif
   for (; i + kLanes <= n; i += kLanes) {
@@ -207,20 +216,21 @@ __attribute__((noinline)) double bwd_run(const T* __restrict g, const T* __restr
       lanes[k] += bwd_elem<T, kMask>(g[i + k], s[i + k], kMask ? m[i + k] : false, gi + i + k, a);
     }
   }
-  A tail = 0;
-  for (; i < n; ++i) {
-    tail += bwd_elem<T, kMask>(g[i], s[i], kMask ? m[i] : false, gi + i, a);
+  for (int k = 0; i < n; ++i, ++k) {
+    lanes[k] += bwd_elem<T, kMask>(g[i], s[i], kMask ? m[i] : false, gi + i, a);
   }
-  // pairwise fold of the lanes, a fixed order (a serial fp64 chain of 16 adds cost as much as
-  // the body of a 7x7 plane)
+}
+
+// kLanes accumulators to one sum: a pairwise fold, a fixed order, in the compute type
+template <typename A>
+inline double fold_lanes(const A* lanes) {
   static_assert(kLanes == 16, "the fold below is written for 16 lanes");
   A h[8];
 #pragma GCC unroll 8
   for (int k = 0; k < 8; ++k) h[k] = lanes[k] + lanes[k + 8];
 #pragma GCC unroll 4
   for (int k = 0; k < 4; ++k) h[k] += h[k + 4];
-  const A folded = (h[0] + h[2]) + (h[1] + h[3]);
-  return static_cast<double>(folded) + static_cast<double>(tail);
+  return static_cast<double>((h[0] + h[2]) + (h[1] + h[3]));
 }
 
 // channels_last rows as one flat run (see fwd_tile): element i has slope wt[i] and adds its
@@ -231,12 +241,12 @@ __attribute__((noinline)) void bwd_tile(const T* __restrict g, const T* __restri
                                         const typename Compute<T>::type* __restrict wt,
                                         typename Compute<T>::type* __restrict acc, int64_t n) {
   int64_t i = 0;
-#ifdef RECTIFIERS_BF16_AVX512
-  if constexpr (std::is_same_v<T, c10::BFloat16>) {
+#ifdef RECTIFIERS_AVX512
+  if constexpr (std::is_same_v<T, c10::BFloat16>) {  // (fp32: g++'s loop)
     for (; i + 16 <= n; i += 16) {
       __m512 a16 = _mm512_loadu_ps(acc + i);
-      bwd_bf16_16<kMask>(g + i, s + i, kMask ? m + i : nullptr, gi + i, _mm512_loadu_ps(wt + i),
-                         a16);
+      bwd16<T, kMask>(g + i, s + i, kMask ? m + i : nullptr, gi + i, _mm512_loadu_ps(wt + i),
+                      a16, kAll);
       _mm512_storeu_ps(acc + i, a16);
     }
   }
@@ -260,14 +270,16 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
   const A* wp = sl.w.data();
   const int64_t tlen = static_cast<int64_t>(sl.tile.size());
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
-    std::vector<A> acc(p.planes ? 0 : std::max(p.C, tlen));
+    // rows mode: per-channel lanes (NCHW) or the channels_last tile's accumulators
+    std::vector<A> acc(p.planes ? 0 : std::max(p.C * kLanes, tlen));
     for (int64_t it = b0; it < b1; ++it) {
       if (p.planes) {
         const int64_t plane = it / p.per_plane;
         const int64_t lo = plane * p.inner + (it % p.per_plane) * kBlock;
         const int64_t hi = std::min(lo + kBlock, (plane + 1) * p.inner);
-        part[it] = bwd_run<T, kMask>(g + lo, s + lo, at_(m, lo), gi + lo,
-                                     wp[plane % p.C], hi - lo);
+        A lanes[kLanes] = {};
+        bwd_run<T, kMask>(g + lo, s + lo, at_(m, lo), gi + lo, wp[plane % p.C], lanes, hi - lo);
+        part[it] = fold_lanes(lanes);
       } else {
         std::fill(acc.begin(), acc.end(), A(0));
         A* ac = acc.data();
@@ -288,13 +300,10 @@ void backward_impl(const T* g, const T* s, const bool* m, const T* w, T* gi, dou
           const int64_t base = r * p.C * p.inner;
           for (int64_t c = 0; c < p.C; ++c) {
             const int64_t o = base + c * p.inner;
-            ac[c] += static_cast<A>(bwd_run<T, kMask>(g + o, s + o, at_(m, o), gi + o,
-                                                      wp[c], p.inner));
+            bwd_run<T, kMask>(g + o, s + o, at_(m, o), gi + o, wp[c], ac + c * kLanes, p.inner);
           }
         }
-        for (int64_t c = 0; c < p.C; ++c) {
-          part[it * p.C + c] = static_cast<double>(ac[c]);
-        }
+        for (int64_t c = 0; c < p.C; ++c) part[it * p.C + c] = fold_lanes(ac + c * kLanes);
       }
     }
   });
