@@ -30,6 +30,8 @@ weight gradient is otherwise mapped and page-faulted afresh every step)::
         [--threads 1] [--clock cpu|wall] [--train prelunet_small [--batch 64] [--compiled]] \\
         [--device cuda] [--only LABEL] [--kernels]
 
+``--train MODEL --leaky`` adds a third net with in-place LeakyReLU(0.25), signed activations at a
+ReLU's kernel cost: its ratio is what the data costs (e.g. max pooling), not the layer.
 ``--train MODEL --pools`` times the model's max pooling on each net's own activations (ATen's
 NCHW max pooling is slower on data with negative values than on a ReLU's zeros).
 ``--kernels`` times the fused CPU kernels alone (no autograd) against ``relu_`` and
@@ -125,11 +127,13 @@ def bench(shape, channels_last: bool, rounds: int, inner: int, clock, dtype=torc
 
 def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_classes: int,
                 rounds: int, clock, compiled: bool, steps: int, device: str = "cpu",
-                only: str | None = None) -> list[tuple[str, float, float]]:
+                only: str | None = None, leaky: bool = False) -> list[tuple[str, float, float]]:
     """PReLU-net / ReLU-net train-step ratios (median of per-round ratios), interleaved.
 
     On a GPU a third net, the PReLU-net built with ``inplace=False``, shows what the in-place
-    layer's host read of the slopes (one small device-to-host copy per layer) costs."""
+    layer's host read of the slopes (one small device-to-host copy per layer) costs. ``leaky``
+    adds the net with in-place LeakyReLU(0.25): a ReLU's kernel cost on signed activations like
+    the PReLU-net's, which separates what the data costs (e.g. pooling) from the layer."""
     from rectifiers.optim import param_groups
     from rectifiers.train import train_step
 
@@ -137,6 +141,8 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
     nets = {"prelu": ("prelu", {}), "relu": ("relu", {})}
     if device != "cpu" and not compiled:
         nets["prelu_out"] = ("prelu", {"inplace": False})
+    if leaky:
+        nets["leaky"] = ("leaky_relu", {"negative_slope": 0.25, "inplace": True})
     for amp in ("none", "bf16"):
         for cl in (False, True):
             label = (f"{model_name} b{batch} {size}px {'bf16' if amp == 'bf16' else 'fp32'} "
@@ -165,7 +171,7 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
                 step()  # warm-up (and compile)
                 fns[key] = step
             ratios, times = [], {k: [] for k in fns}
-            ratios_out = []
+            ratios_out, ratios_leaky = [], []
             for _ in range(rounds):
                 this = {}
                 for key, fn in fns.items():
@@ -176,9 +182,12 @@ def train_bench(model_name: str, batch: int, size: int, in_chans: int, num_class
                 ratios.append(this["prelu"] / this["relu"])
                 if "prelu_out" in this:
                     ratios_out.append(this["prelu_out"] / this["relu"])
+                if "leaky" in this:
+                    ratios_leaky.append(this["leaky"] / this["relu"])
             rows.append((label, statistics.median(times["prelu"]) * 1e3,
                          statistics.median(times["relu"]) * 1e3, statistics.median(ratios)))
             extra = f" {statistics.median(ratios_out):.3f} |" if ratios_out else ""
+            extra += f" {statistics.median(ratios_leaky):.3f} |" if ratios_leaky else ""
             print(f"| {label} | {rows[-1][1]:.2f} | {rows[-1][2]:.2f} | {rows[-1][3]:.3f} |"
                   + extra, flush=True)
     return rows
@@ -306,6 +315,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1, help="train steps per timing sample")
     ap.add_argument("--compiled", action="store_true",
                     help="with --train: torch.compile(model, fullgraph=True)")
+    ap.add_argument("--leaky", action="store_true",
+                    help="with --train: add the net with in-place LeakyReLU(0.25) (signed "
+                    "activations at a ReLU's kernel cost) and its ratio to the ReLU-net")
     ap.add_argument("--pools", action="store_true",
                     help="with --train: instead, the model's max pooling on the PReLU-net's and "
                     "the ReLU-net's own activations (its cost depends on the data)")
@@ -336,13 +348,15 @@ def main() -> None:
             pool_bench(args.train, args.batch, 28 if small else 224, 1 if small else 3,
                        10 if small else 1000, args.rounds, clock)
             return
-        extra = (" PReLU-net inplace=False / ReLU-net |" if device != "cpu" else "")
+        extra = (" PReLU-net inplace=False / ReLU-net |"
+                 if device != "cpu" and not args.compiled else "")
+        extra += " LeakyReLU-net / ReLU-net |" if args.leaky else ""
         print("| train step | PReLU-net ms | ReLU-net ms | PReLU-net / ReLU-net (median per "
               "round) |" + extra)
-        print("|---|---|---|---|" + ("---|" if extra else ""))
+        print("|---|---|---|---|" + "---|" * extra.count("/"))
         train_bench(args.train, args.batch, 28 if small else 224, 1 if small else 3,
                     10 if small else 1000, args.rounds, clock, args.compiled, args.steps,
-                    device, args.only)
+                    device, args.only, args.leaky)
         return
     cases = [
         ("(32,64,56,56) fp32 contiguous", (32, 64, 56, 56), False, 1, torch.float32),

@@ -87,3 +87,36 @@ def test_spp_gradcheck(rule: str) -> None:
     # Distinct values so the max is unique and the gradient well defined.
     x = torch.randperm(2 * 9 * 9).reshape(1, 2, 9, 9).double().div(10).requires_grad_()
     assert torch.autograd.gradcheck(SPP((3, 2, 1), rule=rule), (x,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_16bit_cpu_maps_pool_in_channels_last_with_the_same_values_and_gradients(
+        dtype, layout, monkeypatch):
+    """MaxPool2d and the max SPP route bf16/fp16 NCHW maps through channels_last: bitwise the
+    values, gradients and output strides of the plain ops (ties included: ReLU-like zeros)."""
+    from rectifiers.nn import pooling
+    from rectifiers.nn.pooling import MaxPool2d
+
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 8, 14, 13).relu().to(dtype)  # half zeros: ties in most windows
+    if layout == "channels_last":
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    routed = dtype != torch.float32 and layout == "contiguous"
+    assert pooling._via_channels_last(x0) == routed
+    for m in (MaxPool2d(2, 2), MaxPool2d(3, 2, padding=1, ceil_mode=True), SPP((7, 3, 2, 1)),
+              SPP((3, 2, 1), rule="sppnet")):
+        runs = []
+        for route in (True, False):  # as built, then with the route off (the plain ATen ops)
+            with monkeypatch.context() as mp:
+                if not route:
+                    mp.setattr(pooling, "_via_channels_last", lambda t: False)
+                x = x0.clone().requires_grad_()
+                y = m(x)
+                g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+                y.backward(g)
+                runs.append((y, x.grad))
+        (ya, ga), (yb, gb) = runs
+        assert torch.equal(ya, yb) and ya.stride() == yb.stride(), m
+        assert torch.equal(ga, gb), m
+    assert isinstance(MaxPool2d(2, 2), torch.nn.MaxPool2d)  # model code matches on the class

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rectifiers.nn import SPP, make_activation
+from rectifiers.nn.pooling import MaxPool2d
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class SPPNet(nn.Module):
         chans, stride = in_chans, 1
         for item in plan:
             if isinstance(item, Pool):
-                layers[item.name] = nn.MaxPool2d(item.kernel, item.stride)
+                layers[item.name] = MaxPool2d(item.kernel, item.stride)
                 stride *= item.stride
                 continue
             pad = item.pad
