@@ -95,6 +95,8 @@ def test_16bit_cpu_maps_pool_in_channels_last_with_the_same_values_and_gradients
         dtype, layout, monkeypatch):
     """MaxPool2d and the max SPP route bf16/fp16 NCHW maps through channels_last: bitwise the
     values, gradients and output strides of the plain ops (ties included: ReLU-like zeros)."""
+    from torch.nn import functional as F
+
     from rectifiers.nn import pooling
     from rectifiers.nn.pooling import MaxPool2d
 
@@ -120,3 +122,6 @@ def test_16bit_cpu_maps_pool_in_channels_last_with_the_same_values_and_gradients
         assert torch.equal(ya, yb) and ya.stride() == yb.stride(), m
         assert torch.equal(ga, gb), m
     assert isinstance(MaxPool2d(2, 2), torch.nn.MaxPool2d)  # model code matches on the class
+    scripted = torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(8, 8, 1), MaxPool2d(2, 2)))
+    xs = torch.randn(2, 8, 6, 6)
+    assert torch.equal(scripted(xs), F.max_pool2d(scripted[0](xs), 2, 2))

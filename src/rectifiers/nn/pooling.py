@@ -55,7 +55,14 @@ class MaxPool2d(nn.MaxPool2d):
     the module docstring): the same values, gradients and output layout, faster."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.return_indices or not _via_channels_last(x):
+        if torch.jit.is_scripting() or self.return_indices:
+            return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                                ceil_mode=self.ceil_mode, return_indices=self.return_indices)
+        return self._pool(x)
+
+    @torch.jit.unused
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if not _via_channels_last(x):
             return super().forward(x)
         y = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), self.kernel_size,
                          self.stride, self.padding, self.dilation, self.ceil_mode)
