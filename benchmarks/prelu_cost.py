@@ -320,7 +320,7 @@ def main() -> None:
                     "activations at a ReLU's kernel cost) and its ratio to the ReLU-net")
     ap.add_argument("--pools", action="store_true",
                     help="with --train: instead, the model's max pooling on the PReLU-net's and "
-                    "the ReLU-net's own activations (its cost depends on the data)")
+                    "the ReLU-net's own activations (ATen's NCHW kernels depend on the data)")
     ap.add_argument("--kernels", action="store_true",
                     help="instead: the fused CPU kernels alone (forward vs relu_, backward vs "
                     "threshold_backward), fp32 and bf16")
@@ -332,6 +332,8 @@ def main() -> None:
         ap.error("--kernels and --pools time CPU code; leave out --device")
     if args.pools and not args.train:
         ap.error("--pools needs --train MODEL (whose pooling layers to time)")
+    if args.leaky and not args.train:
+        ap.error("--leaky needs --train MODEL (it adds a third net to the train-step table)")
     set_prelu_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
