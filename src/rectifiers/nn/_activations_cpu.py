@@ -22,12 +22,8 @@ __all__ = [
 
 SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 MODES = {"input": 0, "output": 1, "mask": 2}
-# -fno-math-errno: nothing reads errno, and with it g++ cannot vectorise std::sqrt (smelu).
-# -mprefer-vector-width=512: on AVX-512 CPUs g++ otherwise picks 256-bit vectors for most of
-# these loops; the compute-bound smooth activations ran 15-25 % faster in 512 bits (gelu_tanh
-# fp32 2.40 -> 1.96x an in-place ReLU, benchmarks/RESULTS.md); no effect on other CPUs
-EXTENSION = Extension("activations_cpu.cpp",
-                      extra_flags=("-fno-math-errno", "-mprefer-vector-width=512"))
+# -fno-math-errno: nothing reads errno, and with it g++ cannot vectorise std::sqrt (smelu)
+EXTENSION = Extension("activations_cpu.cpp", extra_flags=("-fno-math-errno",))
 
 
 _fakes_registered = False
