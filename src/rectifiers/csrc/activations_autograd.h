@@ -103,8 +103,10 @@ at::Tensor act_apply(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p,
   at::Tensor wk;
   {
     at::NoGradGuard no_grad;
+    // no learnable parameter: a constant (1,) one, allocated once per compute dtype
+    static const at::Tensor one32 = at::ones({1}, at::kFloat), one64 = at::ones({1}, at::kDouble);
     wk = w.defined() ? w.detach().to(wt).reshape({-1}).contiguous()
-                     : at::ones({1}, x.options().dtype(wt));
+                     : (wt == at::kDouble ? one64 : one32);
   }
   const bool grad =
       at::GradMode::is_enabled() && (x.requires_grad() || (w.defined() && w.requires_grad()));

@@ -332,7 +332,8 @@ def _deriv(spec: _Spec, mode: str, s, p, w, like) -> torch.Tensor:
     return spec.d_in(s, p, _w_view(w, s))
 
 
-_MODE_IDS = {"input": 0, "output": 1, "mask": 2}  # the C++ kernels' modes
+_MODE_IDS = _activations_cpu.MODES  # the C++ kernels' mode numbers
+_MODE_NAMES = {i: name for name, i in _MODE_IDS.items()}
 _BY_KIND = {spec.kind: spec for spec in _SPECS.values()}
 
 
@@ -342,7 +343,7 @@ def _act_grad(g, s, w, kind: int, p, mode: int, need_w: bool):
     batched, for the Python Function and, as the operator ``rectifiers::act_grad``, for the
     C++ node (csrc/activations_autograd.h)."""
     spec, p = _BY_KIND[kind], tuple(p)
-    gi = g * _deriv(spec, ("input", "output", "mask")[mode], s, p, w, g)
+    gi = g * _deriv(spec, _MODE_NAMES[mode], s, p, w, g)
     if not need_w:
         return gi, g.new_empty(0)
     acc = torch.promote_types(w.dtype, torch.float32)
