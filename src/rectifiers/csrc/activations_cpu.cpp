@@ -18,7 +18,7 @@
 // Layout: [outer][C][inner] (dense): NCHW-contiguous inner = prod(shape[2:]), channels_last
 // inner = 1; no per-channel parameter: C = 1, inner = numel (any dense layout, memory order).
 //
-// Built with -fno-math-errno (else std::sqrt is not vectorised). 16-bit tables: see below.
+// Built with -fno-math-errno (else std::sqrt is not vectorised). 16-bit tables: activations_lut.h.
 //
 // Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only), fp64 in fp64 with libm
 // (the exact reference path of the tests). fp32 exp within 1.2 ulp, expm1 within 2 ulp; sau
@@ -53,6 +53,7 @@
 #include <mutex>
 #include <tuple>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -191,6 +192,10 @@ double bwd_run_learn(const T* __restrict g, const T* __restrict x, T* __restrict
   return sum;
 }
 
+template <typename T>  // bwd_run_learn from 16-bit tables (activations_lut.h)
+double lut_bwd_run_learn(const T* g, const T* x, T* gi, const float* d, const float* dw,
+                         const int64_t n);
+
 // one channels_last row: element c has parameter w[c] and accumulator acc[c]
 template <class F, typename T>
 __attribute__((noinline))
@@ -208,10 +213,12 @@ void bwd_row_learn(const T* __restrict g, const T* __restrict x, T* __restrict g
   }
 }
 
-// grad_input = g * f'(s); with kLearn also dE/dw_c = sum g * df/dw (s is then the input)
+// grad_input = g * f'(s); with kLearn also dE/dw_c = sum g * df/dw (s is then the input), from
+// the tables dt (f') and wt (df/dw) where given (16-bit, C = 1)
 template <class F, typename T, int64_t kMode, bool kLearn>
 void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>::type* w,
-                T* gi, double* gw, const P prm, const Plan p) {
+                T* gi, double* gw, const P prm, const Plan p, const float* dt = nullptr,
+                const float* wt = nullptr) {
   using A = typename Compute<T>::type;
   std::vector<double> partial(kLearn ? (p.planes ? p.items : p.items * p.C) : 0, 0.0);
   double* part = partial.data();
@@ -225,7 +232,8 @@ void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>
         const uint32_t base = static_cast<uint32_t>(o);
         if constexpr (kLearn) {
           if (c >= 0) {
-            const double r = bwd_run_learn<F, T>(g + o, s + o, gi + o, w[c], prm, n, base);
+            const double r = wt ? lut_bwd_run_learn<T>(g + o, s + o, gi + o, dt, wt, n)
+                                : bwd_run_learn<F, T>(g + o, s + o, gi + o, w[c], prm, n, base);
             if (p.planes) {
               item_sum += r;
             } else {
@@ -296,148 +304,7 @@ struct HasMask : std::false_type {};
 template <class F, typename A>
 struct HasMask<F, A, std::void_t<decltype(F::mask(A(0), P{}))>> : std::true_type {};
 
-// ------------------------------------------------------------------- 16-bit lookup tables
-// A bf16 or fp16 tensor holds at most 65536 distinct values. For the activations whose f and f'
-// depend only on the value (not rrelu's per-element slopes, not a per-channel parameter), the
-// kernels below read f (as output bits) and f' (fp32) from tables built by running the very
-// loops above over all 65536 bit patterns, at the cost of one lookup instead of a polynomial
-// exp/erfc per element. Outputs equal the direct loops' bitwise (NaN payloads aside); f' too in
-// bf16, while in fp16 g++ may contract a few operations differently in the table-building loop
-// than in bwd_run (measured: mish, 14 of 65536 values 1 fp16 ulp apart). The tables serve every
-// tensor size, so a 16-bit result depends only on the value, never on the tensor it is in.
-// Cached per (activation, table, dtype, parameters): 128 KiB (f) or 256 KiB (f'), built once
-// (~65536 evaluations, tens of microseconds).
-std::atomic<bool> g_lut_enabled{true};
-
-struct LutKey {
-  int64_t kind, table, dtype;  // table: 0 f, 1 f' from the input, 2 f' from the output
-  double p0, p1, p2, w;
-  bool operator<(const LutKey& o) const {
-    return std::tie(kind, table, dtype, p0, p1, p2, w) <
-           std::tie(o.kind, o.table, o.dtype, o.p0, o.p1, o.p2, o.w);
-  }
-};
-// f' over a run, shaped like bwd_run's loop (so g++ makes the same contraction choices)
-template <class F, typename T, int64_t kMode>
-__attribute__((noinline))
-void deriv_run(const T* __restrict s, float* __restrict d, const float* __restrict w,
-               const P prm, const int64_t n) {
-  const float w0 = w[0];
-  for (int64_t i = 0; i < n; ++i) {
-    d[i] = deriv<F, T, kMode>(s[i], false, prm, w0, static_cast<uint32_t>(i));
-  }
-}
-
-struct Lut {
-  std::vector<uint16_t> f;  // table 0: the output's bits
-  std::vector<float> d;     // tables 1, 2: f'
-};
-std::mutex g_lut_mutex;
-std::map<LutKey, std::shared_ptr<const Lut>> g_luts;
-
-template <class F, typename T>
-std::shared_ptr<const Lut> lut(int64_t kind, int64_t table, const P& prm, float w) {
-  const LutKey key{kind, table, static_cast<int64_t>(std::is_same_v<T, c10::Half>), prm.p0,
-                   prm.p1, prm.p2, static_cast<double>(w)};
-  {
-    std::lock_guard<std::mutex> lock(g_lut_mutex);
-    auto it = g_luts.find(key);
-    if (it != g_luts.end()) return it->second;
-  }
-  std::vector<uint16_t> all(65536);
-  for (uint32_t b = 0; b < 65536; ++b) all[b] = static_cast<uint16_t>(b);
-  const T* xs = reinterpret_cast<const T*>(all.data());
-  auto t = std::make_shared<Lut>();
-  const float wv[1] = {w};
-  if (table == 0) {  // the forward loop itself, over every bit pattern
-    t->f.resize(65536);
-    fwd_run<F, T, false, false, false>(xs, reinterpret_cast<T*>(t->f.data()), nullptr, wv, prm,
-                                       65536, 0);
-  } else {
-    t->d.resize(65536);
-    if constexpr (HasOut<F, float>::value) {
-      if (table == 2) {
-        deriv_run<F, T, kFromOutput>(xs, t->d.data(), wv, prm, 65536);
-      } else {
-        deriv_run<F, T, kFromInput>(xs, t->d.data(), wv, prm, 65536);
-      }
-    } else {
-      deriv_run<F, T, kFromInput>(xs, t->d.data(), wv, prm, 65536);  // (table 2 never asked)
-    }
-  }
-  std::lock_guard<std::mutex> lock(g_lut_mutex);
-  if (g_luts.size() >= 64) g_luts.clear();  // parameters that keep changing: start over
-  return g_luts.emplace(key, std::move(t)).first->second;
-}
-
-template <typename T, bool kInplace>
-__attribute__((noinline)) void lut_fwd_run(const T* __restrict x, T* __restrict y,
-                                           const uint16_t* __restrict f, const int64_t n) {
-  const uint16_t* __restrict xb = reinterpret_cast<const uint16_t*>(x);
-  uint16_t* yb = kInplace ? const_cast<uint16_t*>(xb) : reinterpret_cast<uint16_t*>(y);
-  for (int64_t i = 0; i < n; ++i) yb[i] = f[xb[i]];
-}
-
-template <typename T>
-__attribute__((noinline)) void lut_bwd_run(const T* __restrict g, const T* __restrict s,
-                                           T* __restrict gi, const float* __restrict d,
-                                           const int64_t n) {
-  const uint16_t* __restrict sb = reinterpret_cast<const uint16_t*>(s);
-  for (int64_t i = 0; i < n; ++i) gi[i] = st<T>(ld(g[i]) * d[sb[i]]);
-}
-
-// The activations a table can stand for: value-only f and f', and costly enough to be worth it.
-bool lut_kind(int64_t kind) {
-  return kind == kElu || kind == kGelu || kind == kGeluTanh || kind == kSwish || kind == kMish ||
-         kind == kGolu || kind == kSmelu || kind == kSau;
-}
-
-// f over the whole tensor from a table; false where a table does not apply (caller goes direct)
-template <class F, typename T>
-bool lut_forward(int64_t kind, const T* x, T* y, const typename Compute<T>::type* w,
-                 const P& prm, const Plan& p) {
-  if constexpr (sizeof(T) != 2) {
-    return false;
-  } else {
-    if (!g_lut_enabled.load() || !lut_kind(kind) || p.C != 1) return false;
-    const auto tab = lut<F, T>(kind, 0, prm, w[0]);
-    const uint16_t* fp = tab->f.data();
-    at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
-      for (int64_t it = b0; it < b1; ++it) {
-        for_item(p, it, [&](int64_t o, int64_t n, int64_t) {
-          if (x == y) {
-            lut_fwd_run<T, true>(x + o, y + o, fp, n);
-          } else {
-            lut_fwd_run<T, false>(x + o, y + o, fp, n);
-          }
-        });
-      }
-    });
-    return true;
-  }
-}
-
-template <class F, typename T>
-bool lut_backward(int64_t kind, int64_t mode, const T* g, const T* s, T* gi,
-                  const typename Compute<T>::type* w, const P& prm, const Plan& p) {
-  if constexpr (sizeof(T) != 2) {
-    return false;
-  } else {
-    if (!g_lut_enabled.load() || !lut_kind(kind) || p.C != 1) return false;
-    if (mode != kFromInput && mode != kFromOutput) return false;
-    const auto tab = lut<F, T>(kind, mode == kFromInput ? 1 : 2, prm, w[0]);
-    const float* d = tab->d.data();
-    at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
-      for (int64_t it = b0; it < b1; ++it) {
-        for_item(p, it, [&](int64_t o, int64_t n, int64_t) {
-          lut_bwd_run<T>(g + o, s + o, gi + o, d, n);
-        });
-      }
-    });
-    return true;
-  }
-}
-
+#include "activations_lut.h"  // 16-bit lookup tables (inside this anonymous namespace)
 
 P params(c10::ArrayRef<double> p) {
   P r{0.0, 0.0, 0.0};
@@ -555,7 +422,10 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
       }
       if constexpr (HasDw<F, A>::value) {
         if (need_w) {
-          return bwd_kernel<F, scalar_t, kFromInput, true>(gp, sp, mp, wp, gip, gwp, prm, pl);
+          const auto tabs = lut_learn<F, scalar_t>(kind, wp, prm, pl);
+          return bwd_kernel<F, scalar_t, kFromInput, true>(
+              gp, sp, mp, wp, gip, gwp, prm, pl, tabs.first ? tabs.first->d.data() : nullptr,
+              tabs.second ? tabs.second->d.data() : nullptr);
         }
       } else {
         TORCH_CHECK(!need_w, "rectifiers_act: this activation has no learnable parameter");

@@ -47,42 +47,46 @@ inline c10::BFloat16 st<c10::BFloat16>(float v) {
 }
 
 // ------------------------------------------------------------------------------ math helpers
-inline float pow2i(float n) {  // 2^n for integral n in [-126, 127]
-  return __builtin_bit_cast(float, (static_cast<int32_t>(n) + 127) << 23);
+// Round to nearest through the FMA against 1.5 * 2^23: t = v + kRoundMagic rounds v to an
+// integer n (|v| < 2^22) and leaves n in t's low mantissa bits, so 2^k for k = n + c is built
+// from t's bits with one integer add and shift (no float -> int conversion)
+constexpr float kRoundMagic = 12582912.0f;
+constexpr uint32_t kRoundMagicBits = 0x4B400000u;
+template <int kBias>  // 2^(n + kBias) from t = n + kRoundMagic; n + kBias + 127 in [0, 254]
+inline float pow2_bits(float t) {
+  return __builtin_bit_cast(float, (__builtin_bit_cast(uint32_t, t) +
+                                    static_cast<uint32_t>(127 + kBias - kRoundMagicBits)) << 23);
 }
-inline float round_near(float v) {  // round to nearest (|v| < 2^22), vectorisable
-  return (v + 12582912.0f) - 12582912.0f;
-}
-// e^r for |r| <= ln2/2 as 1 + r + r^2 P(r), P of degree 4 fitted (relative-error minimax by
-// reweighted least squares, benchmarks/../tests: test_fp32_exp_max_error) on that interval:
-// truncation 3.7e-9 relative, 1.2 ulp with the fp32 evaluation (was a degree-7 Taylor series:
-// one FMA fewer)
-inline float exp_red(float r) {
-  const float p = 0.49999997f + r * (0.16666521f + r * (0.041667227f + r * (0.0083686942f +
-                  r * 0.0013879685f)));
-  return (r * r) * p + r + 1.0f;
+// 2 e^r for |r| <= ln2/2: the polynomial 1 + r + r^2 P(r), P of degree 4 fitted (relative-error
+// minimax by reweighted least squares: truncation 3.7e-9 relative, 1.2 ulp with the fp32
+// evaluation; tests: test_fp32_polynomial_math_max_error), doubled (exactly) and evaluated by
+// Horner in six FMAs
+inline float exp2x_red(float r) {
+  return 2.0f + r * (2.0f + r * (2.0f * 0.49999997f + r * (2.0f * 0.16666521f + r * (2.0f *
+         0.041667227f + r * (2.0f * 0.0083686942f + r * (2.0f * 0.0013879685f))))));
 }
 constexpr float kLn2Hi = 0.693145751953125f, kLn2Lo = 1.428606765330187e-06f;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kExpLo = -87.0f, kExpHi = 88.72283f;
 
-// e^x for x already in [kExpLo, kExpHi] (no checks: the callers below clamp, or know the range)
+// e^x for x already in [kExpLo, kExpHi] (no checks: the callers below clamp, or know the range);
+// n = round(x log2 e) in [-126, 128], the scale 2^(n-1) (2 e^r * 2^(n-1)): at n = -126, i.e.
+// x within 0.01 of -87, the scale's exponent field is 0 and the result 0 (true value < 1.8e-38)
 inline float exp_core(float xc) {
-  const float n = round_near(xc * kLog2e);
+  const float t = xc * kLog2e + kRoundMagic;
+  const float n = t - kRoundMagic;
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  return (2.0f * exp_red(r)) * pow2i(n - 1.0f);  // n <= 128
+  return exp2x_red(r) * pow2_bits<-1>(t);
 }
-// e^x with one scale factor: below -87 flushed to 0 (the true value is < 1.7e-38, at the edge of
-// the denormal range), above log(FLT_MAX) inf; NaN propagates
+// e^x: below -87 flushed to 0 (the true value is < 1.7e-38, at the edge of the denormal range),
+// above log(FLT_MAX) inf; NaN propagates
 inline float fexp(float x) {
   const float y = exp_core(std::min(std::max(x, kExpLo), kExpHi));
-  return x < kExpLo ? 0.0f : (x > kExpHi ? std::numeric_limits<float>::infinity() : y);
+  return x > kExpHi ? std::numeric_limits<float>::infinity() : y;
 }
-// e^x for x <= 88.7 (or NaN): fexp without the overflow check (sigmoid, normal density, gates)
-inline float fexp_neg(float x) {
-  const float y = exp_core(std::max(x, kExpLo));
-  return x < kExpLo ? 0.0f : y;
-}
+// e^x for x <= 88.7 (or NaN): fexp without the overflow check (sigmoid, normal density, gates);
+// below -87 the clamp lands where exp_core gives 0
+inline float fexp_neg(float x) { return exp_core(std::max(x, kExpLo)); }
 // e^x - 1, accurate near 0 (no cancellation): 2^n (e^r - 1) + (2^n - 1); x <= 88
 inline float em1_poly(float r) {
   return r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
@@ -90,9 +94,10 @@ inline float em1_poly(float r) {
 }
 inline float fexpm1(float x) {
   const float xc = std::min(std::max(x, -30.0f), 88.0f);
-  const float n = round_near(xc * kLog2e);
+  const float t = xc * kLog2e + kRoundMagic;
+  const float n = t - kRoundMagic;
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  const float s = pow2i(n);
+  const float s = pow2_bits<0>(t);  // n in [-43, 127]
   return s * em1_poly(r) + (s - 1.0f);
 }
 // erfc(z) = t P(t) e^{-z^2} for z >= 0, t = 1 / (1 + p z): Abramowitz-Stegun 7.1.26, absolute
@@ -108,10 +113,7 @@ template <typename A>
 struct M;
 template <>
 struct M<float> {
-  static float exp(float x) { return fexp(x); }
   static float exp_neg(float x) { return fexp_neg(x); }
-  // e^x clamped to [e^-87, e^88.7]: for callers that need neither 0 nor inf
-  static float exp_sat(float x) { return exp_core(std::min(std::max(x, kExpLo), kExpHi)); }
   static float recip_s(double s) { return static_cast<float>(1.0 / s); }
   static float div_s(float x, float inv_s, double) { return x * inv_s; }
   static float expm1(float x) { return fexpm1(x); }
@@ -120,9 +122,7 @@ struct M<float> {
 };
 template <>
 struct M<double> {
-  static double exp(double x) { return std::exp(x); }
   static double exp_neg(double x) { return std::exp(x); }
-  static double exp_sat(double x) { return std::exp(x); }
   static double recip_s(double s) { return 1.0 / s; }
   static double div_s(double x, double, double s) { return x / s; }  // fp64: exact formula
   static double expm1(double x) { return std::expm1(x); }
@@ -224,7 +224,7 @@ struct Elu {
   template <typename A>
   static A d_in(A x, const P& p, A, uint32_t) {
     const A s = A(p.p1), sa = A(p.p1 * p.p0);
-    const A e = M<A>::exp(std::min(x, A(0)));
+    const A e = M<A>::exp_neg(std::min(x, A(0)));
     return x > A(0) ? s : sa * e;
   }
   // y <= 0 side: y = s a (e^x - 1) so f' = s a e^x = y + s a   (alpha >= 0)
@@ -249,33 +249,29 @@ struct Gelu {
     return c + x * d;
   }
 };
-// 0.5 x (1 + tanh(k0 (x + k1 x^3))), evaluated on clamp(x, -10, 10) (exactly relu outside)
+// 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = k0 (x + k1 x^3): with e = e^{-2u} and r = 1 / (1 + e),
+// f = x r and f' = r + x e r^2 2 k0 (1 + 3 k1 x^2) (one exp, one division, no cancellation in
+// the left tail). Evaluated on xc = clamp(x, -B, B), B = 9.8 (|2u| <= 82.8: e and r stay normal
+// floats): f = xc r + max(x - xc, 0) is x itself above B and within 1.2e-35 of 0 below -B
+// (true value: between that and 0), f' is exactly 1 above B (fp32 and fp64) and set to 0 below -B
 struct GeluTanh {
-  static constexpr double k0 = 0.79788456080286535588, k1 = 0.044715;
-  // tanh(u) and 1 - tanh(u)^2 from e = exp(-2|u|) (no overflow)
+  static constexpr double k0 = 0.79788456080286535588, k1 = 0.044715, kB = 9.8;
   template <typename A>
-  static void th(A xc, A& t, A& sech2) {
-    const A u = A(k0) * (xc + A(k1) * xc * xc * xc);
-    const A e = M<A>::exp_neg(A(-2) * std::abs(u));
-    const A r = A(1) / (A(1) + e);
-    const A mag = (A(1) - e) * r;
-    t = u < A(0) ? -mag : mag;
-    sech2 = A(4) * e * r * r;
+  static A e2u(A xc) {  // e^{-2u}
+    return M<A>::exp_neg(xc * (A(-2 * k0) + A(-2 * k0 * k1) * (xc * xc)));
   }
   template <typename A>
   static A fwd(A x, const P&, A, uint32_t) {
-    const A xc = std::min(std::max(x, A(-10)), A(10));
-    A t, s2;
-    th<A>(xc, t, s2);
-    return A(0.5) * xc * (A(1) + t) + std::max(x - xc, A(0));
+    const A xc = std::min(std::max(x, A(-kB)), A(kB));
+    return xc / (A(1) + e2u(xc)) + std::max(x - xc, A(0));
   }
   template <typename A>
   static A d_in(A x, const P&, A, uint32_t) {
-    const A xc = std::min(std::max(x, A(-10)), A(10));
-    A t, s2;
-    th<A>(xc, t, s2);
-    const A d = A(0.5) * (A(1) + t) + A(0.5) * xc * s2 * A(k0) * (A(1) + A(3 * k1) * xc * xc);
-    return x >= A(10) ? A(1) : (x <= A(-10) ? A(0) : d);
+    const A xc = std::min(std::max(x, A(-kB)), A(kB));
+    const A e = e2u(xc);
+    const A r = A(1) / (A(1) + e);
+    const A d = r + (xc * ((e * r) * r)) * (A(2 * k0) + A(6 * k0 * k1) * (xc * xc));
+    return x < A(-kB) ? A(0) : d;
   }
 };
 // x sigmoid(w x): silu (w = 1) and swish (learnable w)
@@ -329,17 +325,17 @@ struct Mish {
   }
 };
 // x exp(-exp(-x)); below -20 the gate is exactly 0 in every float dtype: clamping there keeps
-// exp(-x) and x exp(-x) finite without changing a value
+// exp(-x) and x exp(-x) finite without changing a value (above 87 exp(-x) is 0 here: gate 1)
 struct Golu {
   template <typename A>
   static A fwd(A x, const P&, A, uint32_t) {
-    const A xc = std::min(std::max(x, A(-20)), A(100));
-    return std::max(x, A(-20)) * M<A>::exp_neg(-M<A>::exp_sat(-xc));
+    const A xm = std::max(x, A(-20));
+    return xm * M<A>::exp_neg(-M<A>::exp_neg(-xm));
   }
   template <typename A>
   static A d_in(A x, const P&, A, uint32_t) {
-    const A xc = std::min(std::max(x, A(-20)), A(100));
-    const A e = M<A>::exp_sat(-xc);  // -xc in [-100, 20]: e^-87 for smaller is as good as 0
+    const A xc = std::min(std::max(x, A(-20)), A(100));  // (100: no inf * 0 at x = inf)
+    const A e = M<A>::exp_neg(-xc);
     return M<A>::exp_neg(-e) * (A(1) + xc * e);
   }
 };

@@ -25,10 +25,10 @@ the kernels use libm and equal the direct formulas; in fp32/bf16 exp, expm1 and 
 vectorised polynomial versions (exp within 1.2 ulp, expm1 within 2 ulp, erfc within 1.5e-7
 absolute as ATen's own vectorised erf); every smooth activation's fp32 f and f' are within
 4e-7 * max(|f64 value|, 1) of its fp64 value at the same input (a test measures it on a dense grid).
-In bf16 and fp16 the smooth ones (elu, selu, gelu, gelu_tanh, silu, mish, golu, smelu, sau; not
-a per-channel swish) read ``f`` and ``f'`` from 65536-entry tables that the kernels' own loops
-fill once per parameter set: the same values as computing them (tested on every bit pattern), at
-the cost of a lookup.
+In bf16 and fp16 gelu, gelu_tanh, silu, swish with a shared beta, mish, golu and sau read ``f``
+and ``f'`` (swish: and ``df/dbeta``) from 65536-entry tables that the kernels' own loops fill
+once per parameter set: the same values as computing them (tested on every bit pattern), at the
+cost of a lookup (elu, selu and smelu compute directly: measured faster than a lookup).
 Under tracing, export and ``torch.compile`` the eager formulas are used as plain
 ATen ops (exportable, differentiated by autograd).
 """
@@ -82,23 +82,25 @@ def _sig_q(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return sig, e / ((1 + e) * (1 + e))
 
 
+_GT_B = 9.8  # gelu_tanh's clamp (as activations_math.h: e^{-2u} and 1 / (1 + e^{-2u}) stay normal)
+
+
 def _gelu_tanh_parts(x):
-    xc = x.clamp(-10.0, 10.0)
-    u = _K0 * (xc + _K1 * xc * xc * xc)
-    e = torch.exp(-2 * u.abs())
-    t = torch.copysign((1 - e) / (1 + e), u)
-    return xc, t, 4 * e / ((1 + e) * (1 + e))
+    """0.5 x (1 + tanh u) = x sigmoid(2u): clamp(x), sigmoid(2u) and sigmoid' (no overflow in
+    any dtype: from exp(-|2u|), as ``_sig_q``)."""
+    xc = x.clamp(-_GT_B, _GT_B)
+    return (xc, *_sig_q(xc * (2 * _K0 + 2 * _K0 * _K1 * xc * xc)))
 
 
 def _gelu_tanh_f(x, p, w):
-    xc, t, _ = _gelu_tanh_parts(x)
-    return 0.5 * xc * (1 + t) + (x - xc).clamp(min=0)
+    xc, sig, _ = _gelu_tanh_parts(x)
+    return xc * sig + (x - xc).clamp(min=0)
 
 
 def _gelu_tanh_d(x, p, w):
-    xc, t, s2 = _gelu_tanh_parts(x)
-    d = 0.5 * (1 + t) + 0.5 * xc * s2 * _K0 * (1 + 3 * _K1 * xc * xc)
-    return torch.where(x >= 10, x.new_ones(()), torch.where(x <= -10, x.new_zeros(()), d))
+    xc, sig, q = _gelu_tanh_parts(x)
+    d = sig + (xc * q) * (2 * _K0 + 6 * _K0 * _K1 * xc * xc)
+    return torch.where(x < -_GT_B, x.new_zeros(()), d)
 
 
 def _mish_parts(x):
