@@ -10,8 +10,9 @@ median over rounds after warm-up) so machine load hits all variants alike:
    registered activation (``make_activation`` defaults, and its ``inplace=True`` form where that
    changes what is kept), PyTorch's own GELU/ELU/SELU/SiLU/Mish/LeakyReLU/RReLU, on
    (16, 64, 56, 56) in training mode, fp32 and bf16, contiguous and channels_last; every
-   variant timed once per round, interleaved, and the ratio to the same round's in-place ReLU
-   taken per round: the median of those per-round ratios is robust on a loaded machine;
+   variant timed once per round, in a fresh random order each round (no variant always follows
+   the same one), and the ratio to the same round's in-place ReLU taken per round: the median
+   of those per-round ratios is robust on a loaded machine;
 3. with ``--focus``: only in-place ReLU vs ours channel-wise ``[cpp]`` (in-place or not), both
    layouts, many interleaved rounds; prints the median of the per-round ratios too (the
    robust number on a loaded machine).
@@ -33,6 +34,7 @@ compile on a 2-core CPU, needs a C++ compiler).
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import subprocess
 import time
@@ -244,8 +246,8 @@ def zoo_grid(shape: tuple[int, ...], rounds: int, only: list[str]) -> None:
     print(f"\nZoo grid: torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"timer {TIMER.__name__}, input "
           f"{shape}, training mode, forward+backward net of the input copy; {rounds} "
-          "interleaved rounds after 2 warm-up rounds; ratio = median over rounds of "
-          "(time / same round's in-place ReLU)")
+          "interleaved rounds (each in a fresh random order) after 2 warm-up rounds; ratio = "
+          "median over rounds of (time / same round's in-place ReLU)")
     for dtype in (torch.float32, torch.bfloat16):
         for fmt in (torch.contiguous_format, torch.channels_last):
             base = torch.randn(shape).to(dtype).contiguous(memory_format=fmt)
@@ -256,9 +258,14 @@ def zoo_grid(shape: tuple[int, ...], rounds: int, only: list[str]) -> None:
                 leaf = base.clone().requires_grad_()
                 rows.append((label, make_step(act, leaf, grad), saved_bytes(act, leaf.clone())))
             times: list[list[float]] = [[] for _ in rows]
+            order = list(range(len(rows)))
+            shuffle = random.Random(0)
             for r in range(rounds + 2):
-                for i, (_, step, _) in enumerate(rows):
-                    t = step()
+                # a fresh order each round: what ran just before a variant (the state of the
+                # caches it finds) differs from round to round instead of biasing one variant
+                shuffle.shuffle(order)
+                for i in order:
+                    t = rows[i][1]()
                     if r >= 2:
                         times[i].append(t)
             layout = "channels_last" if fmt == torch.channels_last else "contiguous"

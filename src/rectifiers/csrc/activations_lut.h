@@ -136,9 +136,9 @@ double lut_bwd_run_learn(const T* __restrict g, const T* __restrict x, T* __rest
 }
 
 // The activations a table can stand for: value-only f and f', and costly enough that a lookup
-// beats computing them. Not elu/selu and smelu: their direct loops measured faster than the
-// tables (bf16 (16,64,56,56) forward+backward, AMD EPYC: elu 1.51-1.60 vs 1.71-1.80, smelu
-// 1.06-1.21 vs 1.64 an in-place ReLU), the lookups being scalar loads.
+// beats computing them. Not elu/selu and smelu: their direct loops measured as fast (elu/selu:
+// 1.57-1.67 vs 1.56-1.97 an in-place ReLU) or faster (smelu: 1.15-1.27 vs 1.49-1.66) than the
+// tables (bf16 (16,64,56,56) forward+backward, AMD EPYC), where silu's direct loops cost 2.0-2.2.
 bool lut_kind(int64_t kind) {
   return kind == kGelu || kind == kGeluTanh || kind == kSwish || kind == kMish ||
          kind == kGolu || kind == kSau;
