@@ -193,6 +193,24 @@ def test_page_has_every_section_and_its_files(bench_dir, tmp_path, capsys):
         assert f"](bench-results/{name})" in text
     assert "](bench-results/runs.csv)" in text
     assert not (bench_dir / "err_vs_depth_he.png").exists()  # --no-plots: none in DIR
+    # the recipe copied; no cost.json in DIR (--no-cost): none on the page either
+    assert (assets / "bench.json").read_bytes() == (bench_dir / "bench.json").read_bytes()
+    assert "](bench-results/bench.json)" in text
+    assert not (assets / "cost.json").exists() and "](bench-results/cost.json)" not in text
+
+
+def test_page_copies_the_cost_measurement_it_shows(bench_dir, tmp_path):
+    cost = ('{"meta": {"model": "plain_small", "depth": 6, "width": 8, "batch": 64, '
+            '"act_shape": [64, 8, 14, 14], "device": "cpu"}, "model": [{"name": "relu", '
+            '"time_s": 0.04, "saved_bytes": 100, "time_rel": 1.0, "bytes_rel": 1.0}, '
+            '{"name": "prelu", "time_s": 0.05, "saved_bytes": 100, "time_rel": 1.25, '
+            '"bytes_rel": 1.0}], "activation": []}\n')
+    (bench_dir / "cost.json").write_text(cost)
+    page = tmp_path / "results.md"
+    assert bench.main(["summarize", str(bench_dir), "--page", str(page), "--no-plots"]) == 0
+    assert (tmp_path / "results" / "cost.json").read_text() == cost
+    text = page.read_text()
+    assert "](results/cost.json)" in text and "| prelu | 1.25 | 1.00 |" in text
 
 
 def test_page_keeps_the_hand_written_summary(bench_dir, tmp_path):

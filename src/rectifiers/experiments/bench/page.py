@@ -3,8 +3,9 @@
 Writes ``PAGE.md`` (recipe, grid, command, machine, dates, wall time, plots, the per-cell
 table, the significance tables against the baseline with Holm-adjusted p-values, the
 non-convergence table and the per-activation table) and, in the folder ``PAGE/`` next to it,
-a copy of ``runs.csv`` (one row per run), ``cells.csv`` (one row per cell) and the plots
-(``--plots-dir`` puts the plots elsewhere).
+a copy of ``runs.csv`` (one row per run), ``cells.csv`` (one row per cell), the directory's
+``cost.json`` and ``bench.json`` where it has them, and the plots (``--plots-dir`` puts the
+plots elsewhere).
 
 The page starts with a hand-written summary between the markers ``<!-- summary -->`` and
 ``<!-- /summary -->``: when the page exists, that block is kept verbatim and everything else
@@ -32,7 +33,7 @@ from rectifiers.experiments.bench.statistics import (
     not_converged_threshold,
     summarize_acts,
 )
-from rectifiers.experiments.bench.store import CSV_NAME
+from rectifiers.experiments.bench.store import COST_NAME, CSV_NAME, SETTINGS_NAME
 from rectifiers.experiments.bench.tables import (
     cell_table,
     cell_table_legend,
@@ -238,6 +239,11 @@ def write_page(page: str | os.PathLike, out_dir: str | os.PathLike,
     if cells_csv is not None:
         atomic_write_text(assets / "cells.csv", cells_csv)
         written.append(assets / "cells.csv")
+    # the measured costs and the grid's recipe, byte for byte: what the page's tables rest on
+    copied = [n for n in (COST_NAME, SETTINGS_NAME) if (out / n).is_file()]
+    for name in copied:
+        atomic_write_bytes(assets / name, (out / name).read_bytes())
+        written.append(assets / name)
     plots = plot_cells(list(cells), plots_at)
     written += plots
 
@@ -363,7 +369,13 @@ def write_page(page: str | os.PathLike, out_dir: str | os.PathLike,
           "not copied here).",
           *([f"* [`{_rel(assets / 'cells.csv', page_dir)}`]"
              f"({_rel(assets / 'cells.csv', page_dir)}): one row per cell, every statistic "
-             "above."] if cells_csv is not None else []), ""]
+             "above."] if cells_csv is not None else []),
+          *([f"* [`{_rel(assets / COST_NAME, page_dir)}`]({_rel(assets / COST_NAME, page_dir)})"
+             ": the cost measurement of the per-activation table (model and activation level, "
+             "seconds and bytes)."] if COST_NAME in copied else []),
+          *([f"* [`{_rel(assets / SETTINGS_NAME, page_dir)}`]"
+             f"({_rel(assets / SETTINGS_NAME, page_dir)}): the grid's recipe (`rectifiers "
+             "bench` settings)."] if SETTINGS_NAME in copied else []), ""]
     atomic_write_text(page, "\n".join(L).rstrip() + "\n")
     written.append(page)
     return written
