@@ -217,9 +217,12 @@ def _graph_mode() -> bool:
 
 
 def _use_cpp(x: torch.Tensor) -> bool:
+    """The C++ kernels may serve ``x`` (CPU, a kernel dtype, the extension built). Its layout
+    is checked where the kernels are called (``apply`` in C++, ``_layout`` here): not twice
+    on the hot path."""
     if x.device.type != "cpu" or x.dtype not in _activations_cpu.SUPPORTED_DTYPES:
         return False
-    if x.numel() == 0 or kernel_layout(x, True) is None:
+    if x.numel() == 0:
         return False
     if not _activations_cpu.available():
         global _warned
