@@ -87,6 +87,24 @@ def test_fp32_polynomial_math_max_error(name):
 
 
 @needs_cpp
+def test_fp32_gelu_tanh_left_tail_keeps_its_relative_accuracy():
+    """gelu_tanh = x sigmoid(2u): in the left tail, where f and f' are tiny, their fp32 values
+    keep a relative error of a few times the rounding of the exp argument 2u (|2u| <= 83 at the
+    clamp: 83 * 2^-23 ~ 1e-5), where 0.5 x (1 + tanh u) cancels to 0 or noise beyond x ~ -4."""
+    x = torch.linspace(-9.5, -1.2, 50001, dtype=torch.float64).float().reshape(1, 1, -1)
+    y, gx = _run("gelu_tanh", x)
+    y_ref, gx_ref = _run("gelu_tanh", x.double())
+    assert bool((y < 0).all()) and bool((gx < 0).all())  # no flush to 0 (f' < 0 left of -0.75)
+    for got, ref in ((y, y_ref), (gx, gx_ref)):
+        rel = ((got.double() - ref) / ref).abs()
+        # the exp argument |2u| = 1.6 |x| + 0.0714 |x|^3 carries three fp32 roundings (at most
+        # 1.5 * 2^-23 * |2u| absolute: that much relative error through exp), plus a few ulp
+        two_u = x.double().abs() * 1.6 + x.double().abs() ** 3 * 0.0714
+        bound = 1e-6 + 2.0 * 2.0 ** -23 * two_u
+        assert bool((rel <= bound).all()), rel.max().item()
+
+
+@needs_cpp
 @pytest.mark.parametrize("name", ZOO)
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-6), (torch.bfloat16, 1.6e-2)])
 def test_cpp_low_precision_close_to_fp64(name, dtype, tol):
