@@ -78,14 +78,9 @@ inline float exp_core(float xc) {
   const float r = (xc - n * kLn2Hi) - n * kLn2Lo;
   return exp2x_red(r) * pow2_bits<-1>(t);
 }
-// e^x: below -87 flushed to 0 (the true value is < 1.7e-38, at the edge of the denormal range),
-// above log(FLT_MAX) inf; NaN propagates
-inline float fexp(float x) {
-  const float y = exp_core(std::min(std::max(x, kExpLo), kExpHi));
-  return x > kExpHi ? std::numeric_limits<float>::infinity() : y;
-}
-// e^x for x <= 88.7 (or NaN): fexp without the overflow check (sigmoid, normal density, gates);
-// below -87 the clamp lands where exp_core gives 0
+// e^x for x <= 88.7 (or NaN; every caller's argument is bounded above: sigmoid, normal density,
+// gates): below -87 the clamp lands where exp_core gives 0 (the true value is < 1.7e-38, at the
+// edge of the denormal range)
 inline float fexp_neg(float x) { return exp_core(std::max(x, kExpLo)); }
 // e^x - 1, accurate near 0 (no cancellation): 2^n (e^r - 1) + (2^n - 1); x <= 88
 inline float em1_poly(float r) {
