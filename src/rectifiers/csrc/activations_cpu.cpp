@@ -21,7 +21,7 @@
 // Built with -fno-math-errno (else std::sqrt is not vectorised). 16-bit tables: activations_lut.h.
 //
 // Precision: fp32/bf16/fp16 compute in fp32 (bf16/fp16 load/store only), fp64 in fp64 with libm
-// (the exact reference path of the tests). fp32 exp within 1.2 ulp, expm1 within 2 ulp; sau
+// (the exact reference path of the tests). fp32 exp within 1 ulp, expm1 within 2 ulp; sau
 // multiplies by 1/s (fp32); erfc within 1.5e-7 absolute (Abramowitz-Stegun 7.1.26, as ATen's).
 //
 // Determinism: the learnable-parameter sum is split into fixed work items (work_plan.h), their

@@ -58,9 +58,10 @@ inline float pow2_bits(float t) {
                                     static_cast<uint32_t>(127 + kBias - kRoundMagicBits)) << 23);
 }
 // 2 e^r for |r| <= ln2/2: the polynomial 1 + r + r^2 P(r), P of degree 4 fitted (relative-error
-// minimax by reweighted least squares: truncation 3.7e-9 relative, 1.2 ulp with the fp32
-// evaluation; tests: test_fp32_polynomial_math_max_error), doubled (exactly) and evaluated by
-// Horner in six FMAs
+// minimax by reweighted least squares: truncation 3.7e-9 relative), doubled (exactly) and
+// evaluated by Horner in six FMAs. exp_core below: within 0.92 ulp of e^x over [-86.9, 88.7]
+// (measured on 2^25 points against libm in double; the activations' own errors are tested:
+// test_fp32_polynomial_math_max_error)
 inline float exp2x_red(float r) {
   return 2.0f + r * (2.0f + r * (2.0f * 0.49999997f + r * (2.0f * 0.16666521f + r * (2.0f *
          0.041667227f + r * (2.0f * 0.0083686942f + r * (2.0f * 0.0013879685f))))));
