@@ -13,8 +13,8 @@
 // of one lookup instead of a polynomial exp/erfc per element. Outputs equal the direct loops'
 // bitwise (NaN payloads aside); f' too in bf16, while in fp16 g++ may contract a few operations
 // differently in the table-building loop than in bwd_run (measured: mish, 14 of 65536 values 1
-// fp16 ulp apart). The tables serve every
-// tensor size, so a 16-bit result depends only on the value, never on the tensor it is in.
+// fp16 ulp apart). The tables serve every tensor size, so a 16-bit result depends only on the
+// value, never on the tensor it is in.
 // Cached per (activation, table, dtype, parameters): 256 KiB each (f, f', df/dw), built
 // once (~65536 evaluations, tens of microseconds; a learnable parameter that changes every step
 // rebuilds its tables every step, still < 3 % of the work on a (16, 64, 56, 56) map).
@@ -49,7 +49,7 @@ void dw_run(const T* __restrict s, float* __restrict d, const float w0, const P 
 
 struct Lut {
   std::vector<uint32_t> f;  // table 0: the output's bits (in the low half)
-  std::vector<float> d;     // tables 1, 2: f'
+  std::vector<float> d;     // tables 1, 2: f'; table 3: df/dw
 };
 std::mutex g_lut_mutex;
 std::map<LutKey, std::shared_ptr<const Lut>> g_luts;
