@@ -432,7 +432,7 @@ def test_torch_func_refuses_activations_whose_gradient_is_not_their_formulas(nam
 
 
 # the activations whose bf16/fp16 kernels read f and f' from 65536-entry tables (swish with its
-# learnable scalar beta: df/dbeta too)
+# learnable scalar beta: sigmoid(-|beta x|), from which f' and df/dbeta follow)
 TABLED = ["gelu", "gelu_tanh", "silu", "swish", "mish", "golu", "sau"]
 
 
@@ -496,8 +496,9 @@ def test_16bit_tables_equal_the_direct_loops_on_every_value(name, dtype):
 
 @needs_cpp
 def test_16bit_tables_follow_the_parameters():
-    """A table is cached per parameter set: a different sigma (sau) or beta (swish: f, f' and
-    df/dbeta) must not reuse another's table; values and the beta gradient against fp64."""
+    """A table is cached per parameter set: a different sigma (sau) or beta (swish: f and
+    sigmoid(-|beta x|)) must not reuse another's table; values and the beta gradient against
+    fp64."""
     x = torch.linspace(-4, 4, 4096).reshape(1, 1, 64, 64).to(torch.bfloat16)
     g = torch.linspace(1, 2, 4096).reshape(x.shape).to(torch.bfloat16)
     for sigma in (1.0, 0.5, 2.0):

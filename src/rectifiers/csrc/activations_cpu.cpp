@@ -192,8 +192,8 @@ double bwd_run_learn(const T* __restrict g, const T* __restrict x, T* __restrict
   return sum;
 }
 
-template <typename T>  // bwd_run_learn from 16-bit tables (activations_lut.h)
-double lut_bwd_run_learn(const T* g, const T* x, T* gi, const float* d, const float* dw,
+template <class F, typename T>  // bwd_run_learn from a 16-bit table (activations_lut.h)
+double lut_bwd_run_learn(const T* g, const T* x, T* gi, const float* sm, const float w0,
                          const int64_t n);
 
 // one channels_last row: element c has parameter w[c] and accumulator acc[c]
@@ -214,11 +214,10 @@ void bwd_row_learn(const T* __restrict g, const T* __restrict x, T* __restrict g
 }
 
 // grad_input = g * f'(s); with kLearn also dE/dw_c = sum g * df/dw (s is then the input), from
-// the tables dt (f') and wt (df/dw) where given (16-bit, C = 1)
+// the table sm (F::small) where given (16-bit, C = 1)
 template <class F, typename T, int64_t kMode, bool kLearn>
 void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>::type* w,
-                T* gi, double* gw, const P prm, const Plan p, const float* dt = nullptr,
-                const float* wt = nullptr) {
+                T* gi, double* gw, const P prm, const Plan p, const float* sm = nullptr) {
   using A = typename Compute<T>::type;
   std::vector<double> partial(kLearn ? (p.planes ? p.items : p.items * p.C) : 0, 0.0);
   double* part = partial.data();
@@ -232,7 +231,7 @@ void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>
         const uint32_t base = static_cast<uint32_t>(o);
         if constexpr (kLearn) {
           if (c >= 0) {
-            const double r = wt ? lut_bwd_run_learn<T>(g + o, s + o, gi + o, dt, wt, n)
+            const double r = sm ? lut_bwd_run_learn<F, T>(g + o, s + o, gi + o, sm, w[c], n)
                                 : bwd_run_learn<F, T>(g + o, s + o, gi + o, w[c], prm, n, base);
             if (p.planes) {
               item_sum += r;
@@ -295,6 +294,10 @@ template <class F, typename A, typename = void>
 struct HasDw : std::false_type {};
 template <class F, typename A>
 struct HasDw<F, A, std::void_t<decltype(F::d_w(A(0), P{}, A(0), 0u))>> : std::true_type {};
+template <class F, typename A, typename = void>
+struct HasSmall : std::false_type {};  // f' and df/dw from one value (F::small, F::d_in_s, d_w_s)
+template <class F, typename A>
+struct HasSmall<F, A, std::void_t<decltype(F::d_w_s(A(0), A(0), A(0)))>> : std::true_type {};
 template <class F, typename A, typename = void>
 struct HasOut : std::false_type {};
 template <class F, typename A>
@@ -422,10 +425,9 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
       }
       if constexpr (HasDw<F, A>::value) {
         if (need_w) {
-          const auto tabs = lut_learn<F, scalar_t>(kind, wp, prm, pl);
-          return bwd_kernel<F, scalar_t, kFromInput, true>(
-              gp, sp, mp, wp, gip, gwp, prm, pl, tabs.first ? tabs.first->d.data() : nullptr,
-              tabs.second ? tabs.second->d.data() : nullptr);
+          const auto tab = lut_learn<F, scalar_t>(kind, wp, prm, pl);
+          return bwd_kernel<F, scalar_t, kFromInput, true>(gp, sp, mp, wp, gip, gwp, prm, pl,
+                                                           tab ? tab->d.data() : nullptr);
         }
       } else {
         TORCH_CHECK(!need_w, "rectifiers_act: this activation has no learnable parameter");

@@ -1,27 +1,28 @@
 // 16-bit lookup tables for the zoo's kernels. Not a self-contained header: activations_cpu.cpp
 // includes it inside its anonymous namespace, after the kernels and functor traits it uses
-// (fwd_run, deriv, for_item, Plan, HasOut, HasDw). (rectifiers._cpp hashes csrc/'s headers into
-// the build key: editing this file rebuilds.)
+// (fwd_run, deriv, for_item, Plan, HasOut, HasSmall). (rectifiers._cpp hashes csrc/'s headers
+// into the build key: editing this file rebuilds.)
 
 #pragma once
 
 // ------------------------------------------------------------------- 16-bit lookup tables
 // A bf16 or fp16 tensor holds at most 65536 distinct values. For the activations whose f and f'
 // depend only on the value (not rrelu's per-element slopes, not a per-channel parameter), the
-// kernels below read f (as output bits), f' and, for a learnable scalar parameter, df/dw (fp32)
-// from tables built by running the kernels' own loops over all 65536 bit patterns, at the cost
-// of one lookup instead of a polynomial exp/erfc per element. Outputs equal the direct loops'
+// kernels below read f (as output bits), f' or, for a learnable scalar parameter, the one value
+// both f' and df/dw follow from (fp32; swish: sigmoid(-|beta x|)) from tables built by running
+// the kernels' own loops over all 65536 bit patterns, at the cost of one lookup instead of a
+// polynomial exp/erfc per element. Outputs equal the direct loops'
 // bitwise (NaN payloads aside); f' too in bf16, while in fp16 g++ may contract a few operations
 // differently in the table-building loop than in bwd_run (measured: mish, 14 of 65536 values 1
 // fp16 ulp apart). The tables serve every tensor size, so a 16-bit result depends only on the
 // value, never on the tensor it is in.
-// Cached per (activation, table, dtype, parameters): 256 KiB each (f, f', df/dw), built
+// Cached per (activation, table, dtype, parameters): 256 KiB each, built
 // once (~65536 evaluations, tens of microseconds; a learnable parameter that changes every step
 // rebuilds its tables every step, still < 3 % of the work on a (16, 64, 56, 56) map).
 std::atomic<bool> g_lut_enabled{true};
 
 struct LutKey {
-  int64_t kind, table, dtype;  // table: 0 f, 1 f' from the input, 2 f' from the output, 3 df/dw
+  int64_t kind, table, dtype;  // table: 0 f, 1 f' from the input, 2 f' from the output, 3 s
   double p0, p1, p2, w;
   bool operator<(const LutKey& o) const {
     return std::tie(kind, table, dtype, p0, p1, p2, w) <
@@ -39,17 +40,16 @@ void deriv_run(const T* __restrict s, float* __restrict d, const float* __restri
   }
 }
 
-// df/dw over a run, shaped like bwd_run_learn's use of it
+// the learnable-parameter backward's shared value (F::small) over a run
 template <class F, typename T>
 __attribute__((noinline))
-void dw_run(const T* __restrict s, float* __restrict d, const float w0, const P prm,
-            const int64_t n) {
-  for (int64_t i = 0; i < n; ++i) d[i] = F::d_w(ld(s[i]), prm, w0, static_cast<uint32_t>(i));
+void small_run(const T* __restrict x, float* __restrict d, const float w0, const int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = F::small(ld(x[i]), w0);
 }
 
 struct Lut {
   std::vector<uint32_t> f;  // table 0: the output's bits (in the low half)
-  std::vector<float> d;     // tables 1, 2: f'; table 3: df/dw
+  std::vector<float> d;     // tables 1, 2: f'; table 3: F::small
 };
 std::mutex g_lut_mutex;
 std::map<LutKey, std::shared_ptr<const Lut>> g_luts;
@@ -77,7 +77,7 @@ std::shared_ptr<const Lut> lut(int64_t kind, int64_t table, const P& prm, float 
     t->d.resize(65536);
     float* d = t->d.data();
     if (table == 3) {
-      if constexpr (HasDw<F, float>::value) dw_run<F, T>(xs, d, w, prm, 65536);
+      if constexpr (HasSmall<F, float>::value) small_run<F, T>(xs, d, w, 65536);
     } else if (table == 2) {
       if constexpr (HasOut<F, float>::value) deriv_run<F, T, kFromOutput>(xs, d, wv, prm, 65536);
     } else {
@@ -108,27 +108,32 @@ __attribute__((noinline)) void lut_bwd_run(const T* __restrict g, const T* __res
   for (int64_t i = 0; i < n; ++i) gi[i] = st<T>(ld(g[i]) * d[sb[i]]);
 }
 
-// bwd_run_learn with f' and df/dw looked up (the same lanes in the same order, so the same sums
-// where the tables hold the loops' own values)
-template <typename T>
+// bwd_run_learn with F::small looked up and f', df/dw computed from it as F::d_in and F::d_w do
+// (the same operations, lanes and order: the same values and sums). One lookup per element: the
+// two of session 8 (f' and df/dw tables) measured ~10 % slower (backward alone, bf16, AMD EPYC).
+template <class F, typename T>
 __attribute__((noinline))
 double lut_bwd_run_learn(const T* __restrict g, const T* __restrict x, T* __restrict gi,
-                         const float* __restrict d, const float* __restrict dw, const int64_t n) {
+                         const float* __restrict sm, const float w0, const int64_t n) {
   const uint16_t* __restrict xb = reinterpret_cast<const uint16_t*>(x);
   float lanes[kLanes] = {};
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
       const float gv = ld(g[i + k]);
-      gi[i + k] = st<T>(gv * d[xb[i + k]]);
-      lanes[k] += gv * dw[xb[i + k]];
+      const float xv = ld(x[i + k]);
+      const float s = sm[xb[i + k]];
+      gi[i + k] = st<T>(gv * F::d_in_s(xv, w0, s));
+      lanes[k] += gv * F::d_w_s(xv, w0, s);
     }
   }
   float tail = 0;
   for (; i < n; ++i) {
     const float gv = ld(g[i]);
-    gi[i] = st<T>(gv * d[xb[i]]);
-    tail += gv * dw[xb[i]];
+    const float xv = ld(x[i]);
+    const float s = sm[xb[i]];
+    gi[i] = st<T>(gv * F::d_in_s(xv, w0, s));
+    tail += gv * F::d_w_s(xv, w0, s);
   }
   double sum = static_cast<double>(tail);
   for (int k = 0; k < kLanes; ++k) sum += static_cast<double>(lanes[k]);
@@ -190,15 +195,15 @@ bool lut_backward(int64_t kind, int64_t mode, const T* g, const T* s, T* gi,
   }
 }
 
-// f' and df/dw tables for a learnable scalar parameter (swish's beta shared by all channels): a
-// pair of tables, or nulls where they do not apply (caller goes direct, bwd_run_learn)
+// the F::small table for a learnable scalar parameter (swish's beta shared by all channels), or
+// null where it does not apply (caller goes direct, bwd_run_learn)
 template <class F, typename T>
-std::pair<std::shared_ptr<const Lut>, std::shared_ptr<const Lut>> lut_learn(
-    int64_t kind, const typename Compute<T>::type* w, const P& prm, const Plan& p) {
-  if constexpr (sizeof(T) != 2 || !HasDw<F, float>::value) {
+std::shared_ptr<const Lut> lut_learn(int64_t kind, const typename Compute<T>::type* w,
+                                     const P& prm, const Plan& p) {
+  if constexpr (sizeof(T) != 2 || !HasSmall<F, float>::value) {
     return {};
   } else {
     if (!g_lut_enabled.load() || !lut_kind(kind) || p.C != 1) return {};
-    return {lut<F, T>(kind, 1, prm, w[0]), lut<F, T>(kind, 3, prm, w[0])};
+    return lut<F, T>(kind, 3, prm, w[0]);
   }
 }

@@ -279,20 +279,29 @@ struct Swish {
     sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
     return x * sig;
   }
+  // The backward from s = sigmoid(-|z|) = e / (1 + e), e = exp(-|z|): the one value a 16-bit
+  // table holds for swish's learnable-beta backward (activations_lut.h), from which f' and
+  // df/dbeta follow in a few operations, the same ones here and there (so the table path equals
+  // this one bitwise). s <= 1/2: sigma(1 - sigma) = s (1 - s) without cancellation.
   template <typename A>
-  static A d_in(A x, const P&, A w, uint32_t) {
-    const A z = w * x;
-    A sig, q;
-    sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
-    return sig + z * q;
+  static A small(A x, A w) {
+    const A e = M<A>::exp_neg(-std::abs(w * x));
+    return e / (A(1) + e);
   }
   template <typename A>
-  static A d_w(A x, const P&, A w, uint32_t) {
+  static A d_in_s(A x, A w, A s) {
     const A z = w * x;
-    A sig, q;
-    sigq(z, M<A>::exp_neg(-std::abs(z)), sig, q);
-    return x * (x * q);  // x^2 sigma(1 - sigma); x * q first: no inf * 0
+    const A sig = z >= A(0) ? A(1) - s : s;
+    return sig + z * (s * (A(1) - s));
   }
+  template <typename A>
+  static A d_w_s(A x, A, A s) {
+    return x * (x * (s * (A(1) - s)));  // x^2 sigma(1 - sigma); x * (...) first: no inf * 0
+  }
+  template <typename A>
+  static A d_in(A x, const P&, A w, uint32_t) { return d_in_s(x, w, small(x, w)); }
+  template <typename A>
+  static A d_w(A x, const P&, A w, uint32_t) { return d_w_s(x, w, small(x, w)); }
 };
 // x tanh(softplus(x)); with e = e^x, n = e (e + 2): tanh(softplus) = n / (n + 2)
 struct Mish {

@@ -26,9 +26,10 @@ vectorised polynomial versions (exp within 1 ulp, expm1 within 2 ulp, erfc withi
 absolute as ATen's own vectorised erf); every smooth activation's fp32 f and f' are within
 4e-7 * max(|f64 value|, 1) of its fp64 value at the same input (a test measures it on a dense grid).
 In bf16 and fp16 gelu, gelu_tanh, silu, swish with a shared beta, mish, golu and sau read ``f``
-and ``f'`` (swish: and ``df/dbeta``) from 65536-entry tables that the kernels' own loops fill
-once per parameter set: the same values as computing them (tested on every bit pattern), at the
-cost of a lookup (elu, selu and smelu compute directly: measured faster than a lookup).
+and ``f'`` (swish: ``sigmoid(-|beta x|)``, from which its backward computes ``f'`` and
+``df/dbeta``) from 65536-entry tables that the kernels' own loops fill once per parameter set:
+the same values as computing them (tested on every bit pattern), at the cost of a lookup (elu,
+selu and smelu compute directly: measured faster than a lookup).
 Under tracing, export and ``torch.compile`` the eager formulas are used as plain
 ATen ops (exportable, differentiated by autograd).
 """
