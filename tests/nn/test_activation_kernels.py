@@ -227,15 +227,104 @@ def test_keeps_at_most_one_input_sized_tensor_for_backward(name):
             y = m(h)
         big = [t for t in saved.values() if t.numel() == x.numel()]
         assert len(big) <= 1, name
-        if name in INPLACE_REAL:
-            # piecewise-linear / output-invertible: the output itself or a 1-byte mask
-            (kept,) = big
-            if name == "helu":
-                assert kept.dtype == torch.bool
+        cpp = _activations_cpu.available()
+        if name == "helu" or (cpp and name in ("relu", "leaky_relu") and not inplace):
+            # a mask: 1 bit per element from the C++ kernels, a bool tensor from the eager path
+            # (which keeps relu's and leaky_relu's output instead: no bigger than a bool mask)
+            (kept,) = [t for t in saved.values() if t.dtype in (torch.uint8, torch.bool)]
+            if cpp:
+                assert kept.dtype == torch.uint8 and kept.shape == ((x.numel() + 7) // 8,)
             else:
-                assert kept.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
-            if inplace:
-                assert y.untyped_storage().data_ptr() == h.untyped_storage().data_ptr()
+                assert kept.dtype == torch.bool and kept.shape == x.shape
+            assert not big, name
+        elif name in INPLACE_REAL:
+            # piecewise-linear / output-invertible: the output itself
+            (kept,) = big
+            assert kept.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
+        if inplace and name in INPLACE_REAL:
+            assert y.untyped_storage().data_ptr() == h.untyped_storage().data_ptr()
+
+
+def _bits_reference(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """Element i is bit i % 8 of byte i // 8 (little-endian bits), unpacked with plain ops."""
+    shifts = torch.arange(8, dtype=torch.uint8)
+    return ((packed[:, None] >> shifts) & 1).reshape(-1)[:n].bool()
+
+
+@needs_cpp
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "helu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("shape,fmt", [
+    ((1, 1, 1, 13), torch.contiguous_format),        # one partial byte
+    ((3, 5, 7, 9), torch.channels_last),             # memory order != logical order
+    ((2, 3, 81, 81), torch.contiguous_format),       # several 16384-element work items
+    ((2, 3, 81, 81), torch.channels_last),
+])
+def test_one_bit_mask_holds_the_predicate_in_memory_order(name, dtype, shape, fmt):
+    """The saved mask is 1 bit per element in the input's memory order (the last byte's unused
+    bits 0); ``unpack_mask`` restores it; the gradient equals g * f' from the predicate, with 1
+    and 2 threads (work items write whole bytes)."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(3)).to(dtype)
+    x.view(-1)[::7] = 0.0  # ties at the threshold of relu/leaky_relu
+    x = x.contiguous(memory_format=fmt)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(4)).to(dtype)
+    thr = -0.05 if name == "helu" else 0.0
+    slope = 0.01 if name == "leaky_relu" else 0.0
+    n = x.numel()
+    for threads in (1, 2):
+        old = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            saved = []
+            leaf = x.clone().requires_grad_()
+            with torch.autograd.graph.saved_tensors_hooks(
+                    lambda t, saved=saved: saved.append(t) or t, lambda t: t):
+                y = make_activation(name, inplace=False)(leaf * 1)
+            y.backward(g)
+        finally:
+            torch.set_num_threads(old)
+        (packed,) = saved
+        assert packed.dtype == torch.uint8 and packed.shape == ((n + 7) // 8,)
+        memory_order = x.permute(0, 2, 3, 1) if fmt == torch.channels_last else x
+        pred = memory_order.reshape(-1) > thr
+        assert torch.equal(_bits_reference(packed, n), pred)
+        if n % 8:  # padding bits are 0
+            assert int(packed[-1]) >> (n % 8) == 0
+        unpacked = torch.ops.rectifiers_act.unpack_mask(packed, x.shape, x.stride())
+        assert unpacked.stride() == x.stride() and torch.equal(unpacked, x > thr)
+        cd = torch.float64 if dtype == torch.float64 else torch.float32
+        d = torch.where(x > thr, torch.tensor(1.0, dtype=cd), torch.tensor(slope, dtype=cd))
+        assert torch.equal(leaf.grad, (g.to(cd) * d).to(dtype))
+
+
+@pytest.mark.parametrize("name,kw,kept", [
+    ("relu", {}, "output"), ("leaky_relu", {}, "output"),
+    ("leaky_relu", {"negative_slope": -0.5}, "mask"), ("helu", {}, "mask")])
+def test_eager_path_keeps_the_output_where_it_gives_the_mask(monkeypatch, name, kw, kept):
+    """Without the C++ kernels (CUDA, no compiler) a mask would be a bool per element: relu and
+    leaky_relu (slope >= 0) keep their output instead; the gradient is the same either way."""
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    x.view(-1)[::5] = 0.0
+    g = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+
+    def run():
+        saved = []
+        leaf = x.clone().requires_grad_()
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t,
+                                                      lambda t: t):
+            y = make_activation(name, inplace=False, **kw)(leaf * 1)
+        y.backward(g)
+        return y, leaf.grad, saved
+
+    y_c, gx_c, _ = run()
+    monkeypatch.setattr(zoo_ops, "_use_cpp", lambda t: False)
+    y_e, gx_e, saved = run()
+    assert torch.equal(y_c, y_e) and torch.equal(gx_c, gx_e)
+    (s,) = saved
+    if kept == "output":
+        assert s.untyped_storage().data_ptr() == y_e.untyped_storage().data_ptr()
+    else:
+        assert s.dtype == torch.bool and s.shape == x.shape
 
 
 def test_rrelu_slopes_regenerated_from_the_seed_match_forward():

@@ -98,11 +98,13 @@ def test_node_saves_only_what_the_function_saves(monkeypatch):
             make_activation(name, inplace=inplace)(x * 1)
         return sorted(seen, key=str)
 
-    for name, inplace in [("relu", True), ("helu", True), ("gelu", False), ("elu", True)]:
+    n = 4 * 8 * 6 * 6
+    values, bits = (torch.float32, n), (torch.uint8, n // 8)  # the output or input; a mask
+    for name, inplace, kept in [("relu", True, values), ("relu", False, bits),
+                                ("leaky_relu", False, bits), ("helu", True, bits),
+                                ("gelu", False, values), ("elu", True, values)]:
         hot, cold = _both(monkeypatch, lambda n=name, i=inplace: saved(n, i))
-        assert hot == cold, name
-        big = [s for s in hot if s[1] == 4 * 8 * 6 * 6]
-        assert len(big) == 1, (name, hot)  # one input-sized tensor (output, mask or input)
+        assert hot == cold == [kept], (name, inplace, hot, cold)
 
 
 def test_leaf_in_place_refused_and_python_path_for_what_cpp_does_not_take():

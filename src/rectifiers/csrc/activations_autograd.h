@@ -47,6 +47,7 @@ struct ActBackward : public LayerNode {  // s_: the input, the output or the mas
   at::Tensor wk_;  // w in the kernels' compute dtype, (C,), no autograd history
   std::vector<double> p_;
   int64_t kind_ = 0;
+  std::vector<int64_t> sizes_, strides_;  // mode mask: the input's (the bits are in its order)
 
   std::string name() const override { return "ActivationBackward"; }
 
@@ -60,13 +61,15 @@ struct ActBackward : public LayerNode {  // s_: the input, the output or the mas
     const bool need_w = w.defined() && should_compute_output(1);
     at::Tensor gi, gw;
     if (at::GradMode::is_enabled() || !plain(g) || !g.device().is_cpu() || !plain_tls()) {
-      std::tie(gi, gw) = act_grad(g, s, w, kind_, p_, mode_, need_w);
+      const at::Tensor sb = mode_ == kFromMask ? unpack_mask(s, sizes_, strides_) : s;
+      std::tie(gi, gw) = act_grad(g, sb, w, kind_, p_, mode_, need_w);
     } else {
       at::Tensor saved = s, mask;
-      if (mode_ == kFromMask) {  // the kernel reads only the mask; saved fixes the layout
+      if (mode_ == kFromMask) {  // the kernel reads only the mask: g in the input's layout
         mask = s;
-        saved = g.strides() == mask.strides() ? g
-                                              : at::empty_like(mask, g.options()).copy_(g);
+        saved = g.strides() == c10::IntArrayRef(strides_)
+                    ? g
+                    : at::empty_strided(sizes_, strides_, g.options()).copy_(g);
       }
       if (g.strides() != saved.strides() || g.scalar_type() != saved.scalar_type()) {
         g = at::empty_like(saved).copy_(g);  // e.g. an expanded grad from .sum().backward()
@@ -99,6 +102,7 @@ at::Tensor act_apply(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p,
   }
   const Layout lay = layout_of(x, !w.defined() || w.numel() == 1);
   if (!lay.ok) return none;
+  if (mode == kFromMask && (lay.C != 1 || lay.inner != x.numel())) return none;  // bits: flat
   const auto wt = dt == at::kDouble ? at::kDouble : at::kFloat;
   at::Tensor wk;
   {
@@ -130,7 +134,11 @@ at::Tensor act_apply(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p,
   n->mode_ = mode;
   if (w.defined()) n->w_ = ag::SavedVariable(w, false);
   at::Tensor mask;
-  if (mode == kFromMask) mask = at::empty_like(x, x.options().dtype(at::kBool));
+  if (mode == kFromMask) {  // 1 bit per element (flat layout: relu, leaky_relu, helu)
+    mask = at::empty({(x.numel() + 7) / 8}, x.options().dtype(at::kByte));
+    n->sizes_ = x.sizes().vec();
+    n->strides_ = x.strides().vec();
+  }
   if (mode == kFromInput) n->s_ = ag::SavedVariable(x, false);
   at::Tensor out = inplace ? x : at::empty_like(x);
   act_forward(x, kind, p, wk, lay.C, lay.inner, out,

@@ -10,7 +10,7 @@
 //               those activations can run in place and keep only their output for backward
 //   df/dw       the derivative by a learnable per-channel parameter w (swish's beta)
 // and two templates run any functor over a tensor: fwd_kernel (y = f(x), in place or not,
-// optionally writing a 1-byte mask) and bwd_kernel (grad_input = g * f'(s) in one pass, and
+// optionally writing a 1-bit mask) and bwd_kernel (grad_input = g * f'(s) in one pass, and
 // with a learnable parameter dE/dw_c = sum g * df/dw in the same pass). The loops are written so
 // that g++ -O3 -march=native vectorises them: no calls into libm in the fp32/bf16 paths
 // (exp/expm1/erfc are branch-free polynomial versions below), selects instead of branches.
@@ -35,6 +35,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty_strided.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 #include <torch/library.h>
@@ -61,6 +62,63 @@ namespace {
 using namespace rectifiers_act;  // NOLINT: one translation unit
 
 using namespace rectifiers_plan;  // NOLINT: Plan, make_plan, kBlock, kLanes (work_plan.h)
+
+// which optional pieces a functor has (learnable parameter, derivative from the output, mask)
+template <class F, typename A, typename = void>
+struct HasDw : std::false_type {};
+template <class F, typename A>
+struct HasDw<F, A, std::void_t<decltype(F::d_w(A(0), P{}, A(0), 0u))>> : std::true_type {};
+template <class F, typename A, typename = void>
+struct HasSmall : std::false_type {};  // f' and df/dw from one value (F::small, F::d_in_s, d_w_s)
+template <class F, typename A>
+struct HasSmall<F, A, std::void_t<decltype(F::d_w_s(A(0), A(0), A(0)))>> : std::true_type {};
+template <class F, typename A, typename = void>
+struct HasOut : std::false_type {};
+template <class F, typename A>
+struct HasOut<F, A, std::void_t<decltype(F::d_out(A(0), P{}, A(0), 0u))>> : std::true_type {};
+template <class F, typename A, typename = void>
+struct HasMask : std::false_type {};
+template <class F, typename A>
+struct HasMask<F, A, std::void_t<decltype(F::mask(A(0), P{})), decltype(F::d_mask(A(0), P{}))>>
+    : std::true_type {};
+
+// ------------------------------------------------------------------------------ 1-bit masks
+// A mask (mode kFromMask: relu and leaky_relu not in place, helu) keeps one bit per element in
+// memory order: element i is bit i % 8 of byte i / 8, the last byte's unused bits 0. The kernels'
+// vectorised loops write and read the bits of a chunk as bytes (0 or 1) in a stack buffer; these
+// pack and unpack 8 at a time. Mask layouts have C = 1, so every run starts at a multiple of 8
+// (the work plan's items are whole blocks of kBlock elements).
+constexpr int64_t kMaskChunk = 2048;  // a multiple of 8
+static_assert(kBlock % kMaskChunk == 0 && kMaskChunk % 8 == 0, "runs must start at a byte");
+
+inline void pack_bits(const uint8_t* __restrict b, uint8_t* __restrict m, const int64_t n) {
+  const int64_t full = n / 8;
+  for (int64_t j = 0; j < full; ++j) {
+    uint64_t v;
+    std::memcpy(&v, b + 8 * j, 8);
+    // byte k (0 or 1) lands on bit 56 + k; the other partial products stay below bit 56 without
+    // carries (distinct bit positions) or overflow past bit 63
+    m[j] = static_cast<uint8_t>((v * 0x0102040810204080ULL) >> 56);
+  }
+  if (n % 8 != 0) {
+    uint32_t v = 0;
+    for (int64_t k = 0; k < n % 8; ++k) v |= static_cast<uint32_t>(b[8 * full + k]) << k;
+    m[full] = static_cast<uint8_t>(v);
+  }
+}
+
+// the bits of n elements to n bytes (writes up to 8 * ceil(n / 8) bytes of b): byte k of the
+// broadcast keeps bit k of the mask byte (0 or 2^k), + 0x7f sets its bit 7 iff it is nonzero
+// (no carry out of the byte), and that bit moves to bit 0. Arithmetic, no table: g++ vectorises
+// a table lookup here with (slow) hardware gathers.
+inline void unpack_bits(const uint8_t* __restrict m, uint8_t* __restrict b, const int64_t n) {
+  for (int64_t j = 0; j < (n + 7) / 8; ++j) {
+    const uint64_t t = (static_cast<uint64_t>(m[j]) * 0x0101010101010101ULL) &
+                       0x8040201008040201ULL;
+    const uint64_t v = ((t + 0x7f7f7f7f7f7f7f7fULL) >> 7) & 0x0101010101010101ULL;
+    std::memcpy(b + 8 * j, &v, 8);
+  }
+}
 
 // ------------------------------------------------------------------------------ work plan
 // Calls run(offset, n, channel) for the contiguous runs of one work item (a run has one channel
@@ -92,27 +150,41 @@ inline void for_item(const Plan& p, int64_t it, Run&& run) {
 // element i has parameter w[i]; otherwise the whole run has parameter w[0].
 template <class F, typename T, bool kInplace, bool kMask, bool kRow>
 __attribute__((noinline))
-void fwd_run(const T* __restrict x, T* __restrict y, bool* __restrict m,
+void fwd_run(const T* __restrict x, T* __restrict y, uint8_t* __restrict m,
              const typename Compute<T>::type* __restrict w, const P prm, const int64_t n,
              const uint32_t base) {
   using A = typename Compute<T>::type;
   const P q = prm;  // a local whose address never escapes: kept in registers
   T* yy = kInplace ? const_cast<T*>(x) : y;
   const A w0 = w[0];
+  if constexpr (kMask) {  // the mask bits of each chunk as bytes first, then packed
+    uint8_t b[kMaskChunk];
+    for (int64_t c0 = 0; c0 < n; c0 += kMaskChunk) {
+      const int64_t cn = std::min(kMaskChunk, n - c0);
+      T* __restrict yc = yy + c0;
+      const T* __restrict xc = kInplace ? yc : x + c0;
+      for (int64_t i = 0; i < cn; ++i) {
+        const A v = ld(xc[i]);
+        b[i] = F::mask(v, q);
+        yc[i] = st<T>(F::fwd(v, q, w0, base + static_cast<uint32_t>(c0 + i)));
+      }
+      pack_bits(b, m + c0 / 8, cn);
+    }
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const A v = ld(kInplace ? yy[i] : x[i]);
-    if constexpr (kMask) m[i] = F::mask(v, q);
     yy[i] = st<T>(F::fwd(v, q, kRow ? w[i] : w0, base + static_cast<uint32_t>(i)));
   }
 }
 
 template <class F, typename T, bool kInplace, bool kMask>
-void fwd_kernel(const T* x, T* y, bool* m, const typename Compute<T>::type* w, const P prm,
+void fwd_kernel(const T* x, T* y, uint8_t* m, const typename Compute<T>::type* w, const P prm,
                 const Plan p) {
   at::parallel_for(0, p.items, 1, [=](int64_t b0, int64_t b1) {
     for (int64_t it = b0; it < b1; ++it) {
       for_item(p, it, [&](int64_t o, int64_t n, int64_t c) {
-        bool* mo = kMask ? m + o : nullptr;
+        uint8_t* mo = kMask ? m + o / 8 : nullptr;  // o % 8 == 0: mask layouts have C = 1
         const uint32_t base = static_cast<uint32_t>(o);
         if (c >= 0) {
           fwd_run<F, T, kInplace, kMask, false>(x + o, y + o, mo, w + c, prm, n, base);
@@ -125,12 +197,10 @@ void fwd_kernel(const T* x, T* y, bool* m, const typename Compute<T>::type* w, c
 }
 
 template <class F, typename T, int64_t kMode>
-inline typename Compute<T>::type deriv(T s, bool mv, const P& prm,
-                                       typename Compute<T>::type w, uint32_t i) {
-  using A = typename Compute<T>::type;
-  if constexpr (kMode == kFromMask) {
-    return static_cast<A>(mv);  // (bwd_run reads the mask itself)
-  } else if constexpr (kMode == kFromOutput) {
+inline typename Compute<T>::type deriv(T s, const P& prm, typename Compute<T>::type w,
+                                       uint32_t i) {
+  static_assert(kMode != kFromMask, "bwd_run reads the mask itself");
+  if constexpr (kMode == kFromOutput) {
     return F::d_out(ld(s), prm, w, i);
   } else {
     return F::d_in(ld(s), prm, w, i);
@@ -140,24 +210,33 @@ inline typename Compute<T>::type deriv(T s, bool mv, const P& prm,
 // grad_input = g * f'(s) over one run (no parameter gradient)
 template <class F, typename T, int64_t kMode, bool kRow>
 __attribute__((noinline))
-void bwd_run(const T* __restrict g, const T* __restrict s, const bool* __restrict m,
+void bwd_run(const T* __restrict g, const T* __restrict s, const uint8_t* __restrict m,
              T* __restrict gi, const typename Compute<T>::type* __restrict w, const P prm,
              const int64_t n, const uint32_t base) {
   using A = typename Compute<T>::type;
   const A w0 = w[0];
   if constexpr (kMode == kFromMask) {
-    // the mask read as bytes and converted arithmetically: a bool select makes g++ branch (fp32)
-    // or give up vectorising (bf16)
-    const uint8_t* __restrict mb = reinterpret_cast<const uint8_t*>(m);
-    for (int64_t i = 0; i < n; ++i) {
-      gi[i] = st<T>(ld(g[i]) * static_cast<A>(static_cast<int32_t>(mb[i])));
+    if constexpr (HasMask<F, A>::value) {
+      // the bits of each chunk unpacked to bytes, converted arithmetically (a bool select makes
+      // g++ branch in fp32 or give up vectorising in bf16)
+      const P q = prm;
+      uint8_t b[kMaskChunk];
+      for (int64_t c0 = 0; c0 < n; c0 += kMaskChunk) {
+        const int64_t cn = std::min(kMaskChunk, n - c0);
+        unpack_bits(m + c0 / 8, b, cn);
+        const T* __restrict gc = g + c0;
+        T* __restrict gic = gi + c0;
+        for (int64_t i = 0; i < cn; ++i) {
+          gic[i] = st<T>(ld(gc[i]) * F::d_mask(static_cast<A>(static_cast<int32_t>(b[i])), q));
+        }
+      }
     }
-    return;
-  }
-  for (int64_t i = 0; i < n; ++i) {
-    const A d = deriv<F, T, kMode>(s[i], false, prm, kRow ? w[i] : w0,
-                                   base + static_cast<uint32_t>(i));
-    gi[i] = st<T>(ld(g[i]) * d);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const A d =
+          deriv<F, T, kMode>(s[i], prm, kRow ? w[i] : w0, base + static_cast<uint32_t>(i));
+      gi[i] = st<T>(ld(g[i]) * d);
+    }
   }
 }
 
@@ -216,7 +295,7 @@ void bwd_row_learn(const T* __restrict g, const T* __restrict x, T* __restrict g
 // grad_input = g * f'(s); with kLearn also dE/dw_c = sum g * df/dw (s is then the input), from
 // the table sm (F::small) where given (16-bit, C = 1)
 template <class F, typename T, int64_t kMode, bool kLearn>
-void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>::type* w,
+void bwd_kernel(const T* g, const T* s, const uint8_t* m, const typename Compute<T>::type* w,
                 T* gi, double* gw, const P prm, const Plan p, const float* sm = nullptr) {
   using A = typename Compute<T>::type;
   std::vector<double> partial(kLearn ? (p.planes ? p.items : p.items * p.C) : 0, 0.0);
@@ -227,7 +306,7 @@ void bwd_kernel(const T* g, const T* s, const bool* m, const typename Compute<T>
       if constexpr (kLearn) std::fill(acc.begin(), acc.end(), A(0));
       double item_sum = 0.0;
       for_item(p, it, [&](int64_t o, int64_t n, int64_t c) {
-        const bool* mo = kMode == kFromMask ? m + o : nullptr;
+        const uint8_t* mo = kMode == kFromMask ? m + o / 8 : nullptr;
         const uint32_t base = static_cast<uint32_t>(o);
         if constexpr (kLearn) {
           if (c >= 0) {
@@ -289,24 +368,6 @@ void with_functor(int64_t kind, Fn&& fn) {
   }
 }
 
-// which optional pieces a functor has (learnable parameter, derivative from the output, mask)
-template <class F, typename A, typename = void>
-struct HasDw : std::false_type {};
-template <class F, typename A>
-struct HasDw<F, A, std::void_t<decltype(F::d_w(A(0), P{}, A(0), 0u))>> : std::true_type {};
-template <class F, typename A, typename = void>
-struct HasSmall : std::false_type {};  // f' and df/dw from one value (F::small, F::d_in_s, d_w_s)
-template <class F, typename A>
-struct HasSmall<F, A, std::void_t<decltype(F::d_w_s(A(0), A(0), A(0)))>> : std::true_type {};
-template <class F, typename A, typename = void>
-struct HasOut : std::false_type {};
-template <class F, typename A>
-struct HasOut<F, A, std::void_t<decltype(F::d_out(A(0), P{}, A(0), 0u))>> : std::true_type {};
-template <class F, typename A, typename = void>
-struct HasMask : std::false_type {};
-template <class F, typename A>
-struct HasMask<F, A, std::void_t<decltype(F::mask(A(0), P{}))>> : std::true_type {};
-
 #include "activations_lut.h"  // 16-bit lookup tables (inside this anonymous namespace)
 
 P params(c10::ArrayRef<double> p) {
@@ -327,6 +388,29 @@ void check_common(const at::Tensor& s, const at::Tensor& w, int64_t C, int64_t i
               "rectifiers_act: numel ", s.numel(), " is not a multiple of C*inner");
 }
 
+// a 1-bit mask: uint8, ceil(numel / 8) bytes, for a flat layout (C = 1, inner = numel)
+void check_mask(const at::Tensor& mask, const at::Tensor& x, int64_t C, int64_t inner) {
+  TORCH_CHECK(mask.scalar_type() == at::kByte && mask.dim() == 1 && mask.is_contiguous() &&
+                  mask.numel() == (x.numel() + 7) / 8 && mask.device() == x.device(),
+              "rectifiers_act: mask must be a contiguous uint8 tensor of ceil(numel / 8) bytes");
+  TORCH_CHECK(C == 1 && inner == x.numel(), "rectifiers_act: a mask needs the flat layout");
+}
+
+// a 1-bit mask as a bool tensor of the given sizes and (dense) strides: for the differentiable
+// backward (rectifiers::act_grad), which takes bool masks
+at::Tensor unpack_mask(const at::Tensor& mask, c10::IntArrayRef sizes, c10::IntArrayRef strides) {
+  at::Tensor out = at::empty_strided(sizes, strides, mask.options().dtype(at::kBool));
+  TORCH_CHECK(out.is_non_overlapping_and_dense(), "rectifiers_act: unpack_mask: not dense");
+  const at::Tensor m = mask.contiguous();
+  TORCH_CHECK(m.scalar_type() == at::kByte && m.numel() == (out.numel() + 7) / 8,
+              "rectifiers_act: unpack_mask: ", m.numel(), " bytes for ", out.numel(), " elements");
+  const int64_t n = out.numel();
+  std::vector<uint8_t> b(static_cast<size_t>((n + 7) / 8 * 8));
+  unpack_bits(m.const_data_ptr<uint8_t>(), b.data(), n);
+  std::memcpy(out.data_ptr<bool>(), b.data(), static_cast<size_t>(n));  // memory order
+  return out;
+}
+
 void act_forward(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p, const at::Tensor& w,
                  int64_t C, int64_t inner, const at::Tensor& out,
                  const std::optional<at::Tensor>& mask) {
@@ -335,11 +419,7 @@ void act_forward(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p, con
                   out.strides() == x.strides(),
               "rectifiers_act: out must have the input's dtype, shape and strides");
   const bool has_mask = mask.has_value() && mask->defined();
-  if (has_mask) {
-    TORCH_CHECK(mask->scalar_type() == at::kBool && mask->strides() == x.strides() &&
-                    mask->sizes() == x.sizes(),
-                "rectifiers_act: mask must be bool with the input's strides");
-  }
+  if (has_mask) check_mask(*mask, x, C, inner);
   {
     const auto* xb = static_cast<const char*>(x.const_data_ptr());
     const auto* yb = static_cast<const char*>(out.const_data_ptr());
@@ -355,7 +435,7 @@ void act_forward(const at::Tensor& x, int64_t kind, c10::ArrayRef<double> p, con
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     scalar_t* yp = out.data_ptr<scalar_t>();
     const A* wp = w.const_data_ptr<A>();
-    bool* mp = has_mask ? mask->data_ptr<bool>() : nullptr;
+    uint8_t* mp = has_mask ? mask->data_ptr<uint8_t>() : nullptr;
     with_functor(kind, [&](auto f) {
       using F = decltype(f);
       if constexpr (HasMask<F, A>::value) {
@@ -388,11 +468,7 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
               "rectifiers_act: the parameter gradient needs the saved input");
   const bool has_mask = mask.has_value() && mask->defined();
   TORCH_CHECK(has_mask == (mode == kFromMask), "rectifiers_act: mask iff mode is 'mask'");
-  if (has_mask) {
-    TORCH_CHECK(mask->scalar_type() == at::kBool && mask->strides() == s.strides() &&
-                    mask->sizes() == s.sizes(),
-                "rectifiers_act: mask must be bool with the saved tensor's strides");
-  }
+  if (has_mask) check_mask(*mask, s, C, inner);
   at::Tensor gi = at::empty_like(s);
   at::Tensor gw = need_w ? at::empty({C}, s.options().dtype(at::kDouble))
                          : at::empty({0}, s.options().dtype(at::kDouble));
@@ -406,13 +482,14 @@ std::tuple<at::Tensor, at::Tensor> act_backward(const at::Tensor& g, const at::T
     using A = typename Compute<scalar_t>::type;
     const scalar_t* gp = g.const_data_ptr<scalar_t>();
     const scalar_t* sp = s.const_data_ptr<scalar_t>();
-    const bool* mp = has_mask ? mask->const_data_ptr<bool>() : nullptr;
+    const uint8_t* mp = has_mask ? mask->const_data_ptr<uint8_t>() : nullptr;
     const A* wp = w.const_data_ptr<A>();
     scalar_t* gip = gi.data_ptr<scalar_t>();
     double* gwp = need_w ? gw.data_ptr<double>() : nullptr;
     with_functor(kind, [&](auto f) {
       using F = decltype(f);
       if (mode == kFromMask) {
+        TORCH_CHECK((HasMask<F, A>::value), "rectifiers_act: this activation keeps no mask");
         return bwd_kernel<F, scalar_t, kFromMask, false>(gp, sp, mp, wp, gip, gwp, prm, pl);
       }
       if (mode == kFromOutput) {
@@ -454,6 +531,7 @@ TORCH_LIBRARY(rectifiers_act, m) {
   m.def(
       "backward(Tensor g, Tensor s, int kind, int mode, float[] p, Tensor w, int C, int inner, "
       "Tensor? mask, bool need_w) -> (Tensor, Tensor)");
+  m.def("unpack_mask(Tensor mask, int[] sizes, int[] strides) -> Tensor");
   // internal: returns an undefined tensor (None) where the caller must take its general path
   m.def("apply(Tensor x, int kind, float[] p, Tensor? w, int mode, bool inplace) -> Tensor");
 }
@@ -461,6 +539,7 @@ TORCH_LIBRARY(rectifiers_act, m) {
 TORCH_LIBRARY_IMPL(rectifiers_act, CPU, m) {
   m.impl("forward", &act_forward);
   m.impl("backward", &act_backward);
+  m.impl("unpack_mask", &unpack_mask);
 }
 
 TORCH_LIBRARY_IMPL(rectifiers_act, CompositeImplicitAutograd, m) {

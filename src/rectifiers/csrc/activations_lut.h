@@ -36,7 +36,7 @@ void deriv_run(const T* __restrict s, float* __restrict d, const float* __restri
                const P prm, const int64_t n) {
   const float w0 = w[0];
   for (int64_t i = 0; i < n; ++i) {
-    d[i] = deriv<F, T, kMode>(s[i], false, prm, w0, static_cast<uint32_t>(i));
+    d[i] = deriv<F, T, kMode>(s[i], prm, w0, static_cast<uint32_t>(i));
   }
 }
 

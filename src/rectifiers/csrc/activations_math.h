@@ -1,7 +1,8 @@
 // The rectifier zoo's elementwise math (included by activations_cpu.cpp, see there): bf16/fp16
 // load and store, vectorisable fp32 exp/expm1/erfc, and one functor per activation giving
-// f(x), f'(x) and where they exist f'(y) (d_out), df/dw (d_w) and a 1-byte mask. Everything is
-// inline, branch-free where it matters, so g++ -O3 -march=native vectorises the kernels' loops.
+// f(x), f'(x) and where they exist f'(y) (d_out), df/dw (d_w), a mask bit and f' from it (mask,
+// d_mask: relu, leaky_relu, helu). Everything is inline, branch-free where it matters, so g++ -O3
+// -march=native vectorises the kernels' loops.
 // (rectifiers._cpp hashes the headers of csrc/ into the build key: editing this file rebuilds.)
 
 #pragma once
@@ -158,6 +159,10 @@ struct Relu {
   static A d_in(A x, const P&, A, uint32_t) { return x > A(0) ? A(1) : A(0); }
   template <typename A>
   static A d_out(A y, const P&, A, uint32_t) { return y > A(0) ? A(1) : A(0); }
+  template <typename A>
+  static bool mask(A x, const P&) { return x > A(0); }
+  template <typename A>
+  static A d_mask(A b, const P&) { return b; }  // b: the mask bit as 0 or 1
 };
 // x > 0 ? x : a x   (p0 = a)
 struct Leaky {
@@ -176,6 +181,10 @@ struct Leaky {
     const A a = A(p.p0);
     return y > A(0) ? A(1) : a;
   }
+  template <typename A>
+  static bool mask(A x, const P&) { return x > A(0); }
+  template <typename A>
+  static A d_mask(A b, const P& p) { return b + (A(1) - b) * A(p.p0); }  // exactly 1 or a
 };
 // murmur3's 32-bit finaliser: the rrelu slope of one element is a hash of its memory offset and
 // of a random seed drawn at each forward (one finaliser per element is enough for U(l, u))
@@ -381,7 +390,7 @@ struct Sau {
     return a + (A(1) - a) * c;
   }
 };
-// forward relu, backward 1[x > -alpha] from a saved 1-byte mask (p0 = alpha)
+// forward relu, backward 1[x > -alpha] from a saved 1-bit mask (p0 = alpha)
 struct Helu {
   template <typename A>
   static A fwd(A x, const P&, A, uint32_t) { return x > A(0) ? x : A(0); }
@@ -395,6 +404,8 @@ struct Helu {
     const A t = A(-p.p0);
     return x > t ? A(1) : A(0);
   }
+  template <typename A>
+  static A d_mask(A b, const P&) { return b; }
 };
 
 enum Kind : int64_t {

@@ -50,6 +50,10 @@ def _register_fakes() -> None:
     def _backward_fake(g, s, kind, mode, p, w, C, inner, mask, need_w):  # noqa: ARG001
         return torch.empty_like(s), s.new_empty((C if need_w else 0,), dtype=torch.float64)
 
+    @torch.library.register_fake("rectifiers_act::unpack_mask")
+    def _unpack_mask_fake(mask, sizes, strides):
+        return mask.new_empty_strided(sizes, strides, dtype=torch.bool)
+
 
 def load_error() -> str | None:
     """Why the extension is unavailable (``None`` if it loaded or was not tried yet)."""
@@ -58,20 +62,22 @@ def load_error() -> str | None:
 
 def forward(x: torch.Tensor, kind: int, p: list[float], w: torch.Tensor, lay: tuple[int, int],
             out: torch.Tensor, mask: torch.Tensor | None = None) -> None:
-    """``out = f(x)`` (``out`` may be ``x``); ``mask`` (bool, x's strides) gets the 1-byte mask
-    of the activations that keep one. ``w``: ``(C,)`` fp32 (fp64 for fp64 ``x``)."""
+    """``out = f(x)`` (``out`` may be ``x``); ``mask`` (uint8, ``ceil(numel / 8)`` bytes, flat
+    layout ``lay == (1, numel)``) gets the 1-bit mask of the activations that keep one: element
+    ``i`` of x's memory order is bit ``i % 8`` of byte ``i // 8``
+    (``torch.ops.rectifiers_act.unpack_mask(mask, shape, stride)`` gives it as a bool tensor).
+    ``w``: ``(C,)`` fp32 (fp64 for fp64 ``x``)."""
     torch.ops.rectifiers_act.forward(x, kind, p, w, lay[0], lay[1], out, mask)
 
 
 def backward(g: torch.Tensor, s: torch.Tensor, kind: int, mode: str, p: list[float],
              w: torch.Tensor, lay: tuple[int, int], mask: torch.Tensor | None,
              need_w: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(grad_input, dE/dw)``: ``g * f'(s)`` with ``s`` the saved input or output (or the
-    mask); ``dE/dw`` (fp64, ``(C,)``, summed in a fixed order) when ``need_w``."""
+    """``(grad_input, dE/dw)``: ``g * f'(s)`` with ``s`` the saved input or output (mode
+    ``"mask"``: ``mask`` holds the bits, ``s`` in the forward input's strides only gives the
+    layout); ``dE/dw`` (fp64, ``(C,)``, summed in a fixed order) when ``need_w``."""
     if g.stride() != s.stride() or g.dtype != s.dtype:
         g = torch.empty_like(s).copy_(g)  # e.g. an expanded grad from .sum().backward()
-    if mask is not None and mask.stride() != s.stride():
-        mask = torch.empty_like(s, dtype=torch.bool).copy_(mask)
     return torch.ops.rectifiers_act.backward(g, s, kind, MODES[mode], p, w, lay[0], lay[1],
                                              mask, need_w)
 

@@ -16,12 +16,16 @@ What is kept for backward (at most one input-sized tensor each):
 =======================================  ==========================================
 activation                               saved
 =======================================  ==========================================
-relu, leaky_relu (a >= 0), elu/selu      the output (in place: the input buffer
-(alpha >= 0), smelu, rrelu (train)       itself, zero extra bytes); rrelu's slopes
-                                         are regenerated from a seed, never stored
-helu                                     a 1-byte mask ``x > -alpha``
+relu, leaky_relu (a >= 0) in place,      the output (in place: the input buffer
+elu/selu (alpha >= 0), smelu, rrelu      itself, zero extra bytes); rrelu's slopes
+(train)                                  are regenerated from a seed, never stored
+relu, leaky_relu not in place (or        a 1-bit mask (``x > 0``, ``x > -alpha``):
+a < 0), helu                             1/32 of an fp32 input's bytes, and the
+                                         backward reads it instead of a whole map
+                                         (the eager fallback keeps relu's and
+                                         leaky_relu's output, helu's bool mask)
 gelu, gelu_tanh, silu, swish, mish,      the input (``inplace=True`` is a documented
-golu, sau, leaky_relu (a < 0)            no-op: the input is needed)
+golu, sau                                no-op: the input is needed)
 =======================================  ==========================================
 """
 
@@ -62,20 +66,23 @@ __all__ = [
 
 # ------------------------------------------------------------------------------- the modules
 class ReLU(nn.ReLU):
-    """``max(0, x)`` on the zoo kernel; keeps only its output (in place: nothing extra)."""
+    """``max(0, x)`` on the zoo kernel. In place it keeps its output (the input buffer:
+    nothing extra), else a 1-bit mask ``x > 0`` (the backward then reads 1/32 of an fp32
+    output's bytes)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return activation(x, "relu", (), None, "output", self.inplace)
+        return activation(x, "relu", (), None, "output" if self.inplace else "mask",
+                          self.inplace)
 
 
 class LeakyReLU(nn.LeakyReLU):
-    """``x > 0 ? x : a x``. Keeps its output for ``a >= 0`` (in place possible), else its
-    input (``inplace`` is then a no-op: the sign of the output no longer gives the input's)."""
+    """``x > 0 ? x : a x``. Keeps a 1-bit mask ``x > 0``; in place with ``a >= 0`` its
+    output instead (the input buffer: nothing extra)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = float(self.negative_slope)
-        mode = "output" if a >= 0 else "input"
-        return activation(x, "leaky_relu", (a,), None, mode, self.inplace and a >= 0)
+        mode = "output" if self.inplace and a >= 0 else "mask"
+        return activation(x, "leaky_relu", (a,), None, mode, self.inplace)
 
 
 class RReLU(nn.RReLU):
@@ -157,8 +164,8 @@ class HeLU(nn.Module):
     """Hysteresis ReLU: forward ``max(0, x)``, backward ``dy/dx := 1[x > -alpha]``.
 
     The gradient also flows for slightly negative inputs (``-alpha < x <= 0``), which keeps
-    units from dying; inference costs exactly a ReLU. Keeps a bool mask (1 byte/element),
-    written in the forward pass itself; in place possible.
+    units from dying; inference costs exactly a ReLU. Keeps a 1-bit mask (a bool per element
+    on the eager fallback), written in the forward pass itself; in place possible.
     """
 
     def __init__(self, alpha: float = 0.05, inplace: bool = False) -> None:

@@ -162,9 +162,10 @@ class _Spec:
     kind: int  # functor id in activations_cpu.cpp
     f: Callable  # f(x, p, w)
     d_in: Callable  # f'(x, p, w)
-    d_out: Callable | None = None  # f' from the output (valid when _output_ok(p))
+    d_out: Callable | None = None  # f' from the output (where the module keeps the output)
     d_w: Callable | None = None  # df/dw(x, p, w) for a learnable per-channel w
-    mask: Callable | None = None  # 1-byte mask saved instead of the input (helu)
+    mask: Callable | None = None  # mask(x, p): the bool mask saved in mode "mask"
+    d_mask: Callable | None = None  # d_mask(m, p, like): f' from it (default: m as 0/1)
 
 
 def _elu_f(x, p, w):
@@ -173,10 +174,11 @@ def _elu_f(x, p, w):
 
 _SPECS: dict[str, _Spec] = {
     "relu": _Spec(0, lambda x, p, w: torch.relu(x), lambda x, p, w: (x > 0).to(x.dtype),
-                  lambda y, p, w: (y > 0).to(y.dtype)),
+                  lambda y, p, w: (y > 0).to(y.dtype), mask=lambda x, p: x > 0),
     "leaky_relu": _Spec(1, lambda x, p, w: torch.where(x > 0, x, x * p[0]),
                         lambda x, p, w: _one_where(x > 0, x, p[0]),
-                        lambda y, p, w: _one_where(y > 0, y, p[0])),
+                        lambda y, p, w: _one_where(y > 0, y, p[0]), mask=lambda x, p: x > 0,
+                        d_mask=lambda m, p, like: _one_where(m, like, p[0])),
     "rrelu": _Spec(2, lambda x, p, w: torch.where(x > 0, x, x * rrelu_slopes(x, *p)),
                    lambda x, p, w: _one_where(x > 0, x, rrelu_slopes(x, *p)),
                    lambda y, p, w: _one_where(y > 0, y, rrelu_slopes(y, *p))),
@@ -276,14 +278,19 @@ class _ActFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, name: str, p: tuple, mode: str, inplace: bool):
         spec = _SPECS[name]
-        ctx.name, ctx.p, ctx.mode, ctx.inplace = name, p, mode, inplace
         lay = _layout(x, w) if not _graph_mode() and _use_cpp(x) else None
+        if lay is None and mode == "mask" and _output_gives_mask(name, p):
+            # a mask is kept for the C++ kernels' 1-bit form; the eager formulas would keep a
+            # bool per element, more than the output (which the next layer usually keeps)
+            mode = "output"
+        ctx.name, ctx.p, ctx.mode, ctx.inplace = name, p, mode, inplace
         ctx.lay = lay
         mask = None
         if lay is not None:
             out = x if inplace else torch.empty_like(x)
-            if mode == "mask":
-                mask = torch.empty_like(x, dtype=torch.bool)
+            if mode == "mask":  # 1 bit per element, in x's memory order (flat layout)
+                mask = torch.empty((x.numel() + 7) // 8, dtype=torch.uint8)
+                ctx.x_layout = (tuple(x.shape), x.stride())
             _activations_cpu.forward(x, spec.kind, list(p), _kernel_w(w, x), lay, out, mask)
         else:
             if mode == "mask":
@@ -304,16 +311,19 @@ class _ActFunction(torch.autograd.Function):
         need_w = w is not None and ctx.needs_input_grad[1]
         if ctx.lay is not None and not torch.is_grad_enabled():
             mask = s if ctx.mode == "mask" else None
-            if mask is not None:  # the kernel reads only the mask; s just fixes the layout
-                s = g if g.stride() == mask.stride() else torch.empty_like(
-                    mask, dtype=g.dtype).copy_(g)
+            if mask is not None:  # the kernel reads only the mask: g in x's layout
+                shape, stride = ctx.x_layout
+                s = g if g.stride() == stride else torch.empty_strided(
+                    shape, stride, dtype=g.dtype).copy_(g)
+                g = s
             gi, gw = _activations_cpu.backward(g, s, spec.kind, ctx.mode, list(ctx.p),
                                                _kernel_w(w, g), ctx.lay, mask, need_w)
             if need_w:
                 gw = gw.to(w.dtype).reshape(w.shape)
         else:
             # differentiable formulas: exact double backward when create_graph=True
-            gi, gw = _act_grad(g, s, w, spec.kind, ctx.p, _MODE_IDS[ctx.mode], need_w)
+            gi, gw = _act_grad(g, _bool_mask(ctx, s), w, spec.kind, ctx.p, _MODE_IDS[ctx.mode],
+                               need_w)
         return (gi if ctx.needs_input_grad[0] else None, gw if need_w else None,
                 None, None, None, None)
 
@@ -321,7 +331,7 @@ class _ActFunction(torch.autograd.Function):
     def jvp(ctx, tx, tw, *_):
         s, w = ctx.saved_tensors
         spec = _SPECS[ctx.name]
-        d = _deriv(spec, ctx.mode, s, ctx.p, w, tx)
+        d = _deriv(spec, ctx.mode, _bool_mask(ctx, s), ctx.p, w, tx)
         if ctx.inplace:
             return tx.mul_(d)
         ty = tx * d
@@ -330,9 +340,22 @@ class _ActFunction(torch.autograd.Function):
         return ty
 
 
+def _output_gives_mask(name: str, p: tuple) -> bool:
+    """The output determines the mask (relu; leaky_relu with a slope >= 0)."""
+    return name == "relu" or (name == "leaky_relu" and p[0] >= 0)
+
+
+def _bool_mask(ctx, s: torch.Tensor) -> torch.Tensor:
+    """A saved 1-bit mask (the C++ kernels' uint8 bits) as the bool mask the eager formulas
+    take; anything else as it is."""
+    if ctx.mode == "mask" and s.dtype == torch.uint8:
+        return torch.ops.rectifiers_act.unpack_mask(s, *ctx.x_layout)
+    return s
+
+
 def _deriv(spec: _Spec, mode: str, s, p, w, like) -> torch.Tensor:
     if mode == "mask":
-        return s.to(like.dtype)
+        return spec.d_mask(s, p, like) if spec.d_mask else s.to(like.dtype)
     if mode == "output":
         return spec.d_out(s, p, _w_view(w, s))
     return spec.d_in(s, p, _w_view(w, s))
