@@ -109,8 +109,9 @@ __attribute__((noinline)) void lut_bwd_run(const T* __restrict g, const T* __res
 }
 
 // bwd_run_learn with F::small looked up and f', df/dw computed from it as F::d_in and F::d_w do
-// (the same operations, lanes and order: the same values and sums). One lookup per element: the
-// two of session 8 (f' and df/dw tables) measured ~10 % slower (backward alone, bf16, AMD EPYC).
+// (the same operations, lanes and order: the same values and sums). One lookup and a few
+// operations per element measured as fast as session 8's two lookups (f' and df/dw tables;
+// bf16 backward alone, AMD EPYC), with one table less to build each time beta changes.
 template <class F, typename T>
 __attribute__((noinline))
 double lut_bwd_run_learn(const T* __restrict g, const T* __restrict x, T* __restrict gi,
