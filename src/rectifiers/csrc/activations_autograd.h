@@ -67,9 +67,10 @@ struct ActBackward : public LayerNode {  // s_: the input, the output or the mas
       at::Tensor saved = s, mask;
       if (mode_ == kFromMask) {  // the kernel reads only the mask: g in the input's layout
         mask = s;
-        saved = g.strides() == c10::IntArrayRef(strides_)
-                    ? g
-                    : at::empty_strided(sizes_, strides_, g.options()).copy_(g);
+        if (g.strides() != c10::IntArrayRef(strides_)) {
+          g = at::empty_strided(sizes_, strides_, g.options()).copy_(g);
+        }
+        saved = g;
       }
       if (g.strides() != saved.strides() || g.scalar_type() != saved.scalar_type()) {
         g = at::empty_like(saved).copy_(g);  // e.g. an expanded grad from .sum().backward()

@@ -157,7 +157,7 @@ void fwd_run(const T* __restrict x, T* __restrict y, uint8_t* __restrict m,
   const P q = prm;  // a local whose address never escapes: kept in registers
   T* yy = kInplace ? const_cast<T*>(x) : y;
   const A w0 = w[0];
-  if constexpr (kMask) {  // the mask bits of each chunk as bytes first, then packed
+  if constexpr (kMask) {  // the mask bits of each chunk as bytes first, then packed (C = 1: w0)
     uint8_t b[kMaskChunk];
     for (int64_t c0 = 0; c0 < n; c0 += kMaskChunk) {
       const int64_t cn = std::min(kMaskChunk, n - c0);

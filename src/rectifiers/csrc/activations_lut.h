@@ -11,12 +11,11 @@
 // kernels below read f (as output bits), f' or, for a learnable scalar parameter, the one value
 // both f' and df/dw follow from (fp32; swish: sigmoid(-|beta x|)) from tables built by running
 // the kernels' own loops over all 65536 bit patterns, at the cost of one lookup instead of a
-// polynomial exp/erfc per element. Outputs equal the direct loops'
-// bitwise (NaN payloads aside); f' too in bf16, while in fp16 g++ may contract a few operations
-// differently in the table-building loop than in bwd_run (measured: mish, 14 of 65536 values 1
-// fp16 ulp apart). The tables serve every tensor size, so a 16-bit result depends only on the
-// value, never on the tensor it is in.
-// Cached per (activation, table, dtype, parameters): 256 KiB each, built
+// polynomial exp/erfc per element. Outputs equal the direct loops' bitwise (NaN payloads aside);
+// f' too in bf16, while in fp16 g++ may contract a few operations differently in the
+// table-building loop than in bwd_run (measured: mish, 14 of 65536 values 1 fp16 ulp apart).
+// The tables serve every tensor size, so a 16-bit result depends only on the value, never on
+// the tensor it is in. Cached per (activation, table, dtype, parameters): 256 KiB each, built
 // once (~65536 evaluations, tens of microseconds; a learnable parameter that changes every step
 // rebuilds its tables every step, still < 3 % of the work on a (16, 64, 56, 56) map).
 std::atomic<bool> g_lut_enabled{true};
